@@ -1,0 +1,284 @@
+"""The YAML configuration: loading, ``${VAR}`` expansion, and where it comes from.
+
+A file looks like::
+
+    default_generator: mock
+    generators:
+      mock:
+        delay: ${MOCK_DELAY:-0}
+      mock_slow:
+        class: mock          # the plugin (registered name or class name) backing this entry
+        delay: 2
+
+It is found, in order, at ``--config PATH``, ``$IMAGEGEN_CONFIG``,
+``./config/generators.yaml`` and ``<user config dir>/generators.yaml``; with none of them the
+built-in default (only ``mock``) applies.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_PATH",
+    "GeneratorsConfig",
+    "expand_env",
+    "find_config",
+    "load_config",
+    "parse_config",
+    "user_config_dir",
+]
+
+#: Environment variable naming the configuration file.
+CONFIG_ENV = "IMAGEGEN_CONFIG"
+#: The configuration file looked for in the working directory.
+DEFAULT_CONFIG_PATH = Path("config") / "generators.yaml"
+
+_TOP_LEVEL_KEYS = {"generators", "default_generator"}
+_VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass
+class GeneratorsConfig:
+    """A loaded configuration.
+
+    ``generators`` maps entry names to their settings (already expanded); ``path`` is the
+    file it came from (``None`` for the built-in default) and ``origin`` says how that file
+    was chosen (``--config``, ``$IMAGEGEN_CONFIG``...). ``lines`` maps key paths such as
+    ``generators.mock.delay`` to their line in the file, for error messages.
+    """
+
+    generators: dict[str, dict[str, Any]] = field(default_factory=dict)
+    default_generator: str | None = None
+    path: Path | None = None
+    origin: str = "built-in default"
+    lines: dict[str, int] = field(default_factory=dict)
+
+    def error(self, problem: str, key: str | None = None) -> ConfigError:
+        """A :class:`ConfigError` for ``key`` in this configuration's file."""
+        return ConfigError(problem, path=self.path, key=key, line=self.lines.get(key or ""))
+
+    def entry(self, name: str) -> dict[str, Any] | None:
+        """The settings of entry ``name``, or ``None``."""
+        return self.generators.get(name)
+
+
+def builtin_config() -> GeneratorsConfig:
+    """The configuration used when no file is found: the mock generator, and nothing else."""
+    return GeneratorsConfig(generators={}, default_generator="mock")
+
+
+class _Str(str):
+    """A string from the YAML file that remembers its line and whether it was unquoted."""
+
+    line: int
+    plain: bool
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that records lines of keys and strings (no arbitrary objects, ever)."""
+
+
+def _construct_str(loader: _Loader, node: yaml.ScalarNode) -> _Str:
+    value = _Str(loader.construct_scalar(node))
+    value.line = node.start_mark.line + 1
+    value.plain = node.style is None
+    return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:str", _construct_str)
+
+
+def expand_env(
+    text: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    key: str | None = None,
+    path: Path | None = None,
+    line: int | None = None,
+) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in ``text``; ``$${`` gives a literal ``${``.
+
+    As in the shell, ``:-`` uses the default when the variable is unset *or empty*. An unset
+    variable without a default raises :class:`ConfigError` naming it (and ``key``/``path``).
+    """
+    env = os.environ if environ is None else environ
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        inner = match.group(1)
+        name, sep, default = inner.partition(":-")
+        if not _NAME.match(name):
+            raise ConfigError(
+                f"bad variable reference ${{{inner}}} (use ${{NAME}} or ${{NAME:-default}})",
+                path=path,
+                key=key,
+                line=line,
+            )
+        value = env.get(name)
+        if sep:
+            return value if value else default
+        if value is None:
+            raise ConfigError(
+                f"environment variable {name} is not set (give a default with "
+                f"${{{name}:-value}})",
+                path=path,
+                key=key,
+                line=line,
+            )
+        return value
+
+    return _VAR.sub(replace, text)
+
+
+def _typed(text: str) -> Any:
+    """The value ``text`` would have as a plain YAML scalar (``2`` is 2, ``true`` is True)."""
+    if text == "":
+        return ""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (int, float, bool)) else text
+
+
+def _expand_tree(
+    value: Any, keypath: str, path: Path | None, lines: dict[str, int], env: Mapping[str, str]
+) -> Any:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            child = f"{keypath}.{k}" if keypath else str(k)
+            if isinstance(k, _Str):
+                lines[child] = k.line
+            out[str(k) if isinstance(k, str) else k] = _expand_tree(v, child, path, lines, env)
+        return out
+    if isinstance(value, list):
+        return [
+            _expand_tree(v, f"{keypath}[{i}]", path, lines, env) for i, v in enumerate(value)
+        ]
+    if isinstance(value, str):
+        line = getattr(value, "line", None)
+        expanded = expand_env(value, env, key=keypath, path=path, line=line)
+        whole = _VAR.fullmatch(value.strip()) is not None and not value.startswith("$${")
+        if whole and getattr(value, "plain", False):
+            return _typed(expanded)
+        return str(expanded)
+    return value
+
+
+def parse_config(
+    text: str,
+    path: str | Path | None = None,
+    *,
+    origin: str = "file",
+    environ: Mapping[str, str] | None = None,
+) -> GeneratorsConfig:
+    """Parse and check configuration ``text`` (from ``path``, used in error messages)."""
+    file = Path(path) if path is not None else None
+    try:
+        raw = yaml.load(text, Loader=_Loader)  # noqa: S506 (_Loader is a SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            f"invalid YAML: {problem}",
+            path=file,
+            line=mark.line + 1 if mark is not None else None,
+        ) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            "the file must be a mapping with 'generators:' and 'default_generator:'",
+            path=file,
+        )
+    lines: dict[str, int] = {}
+    env = os.environ if environ is None else environ
+    data = _expand_tree(raw, "", file, lines, env)
+    cfg = GeneratorsConfig(path=file, origin=origin, lines=lines)
+    for key in data:
+        if key not in _TOP_LEVEL_KEYS:
+            import warnings
+
+            warnings.warn(
+                str(cfg.error(f"unknown top-level key {key!r} is ignored", key=str(key))),
+                UserWarning,
+                stacklevel=2,
+            )
+    generators = data.get("generators") or {}
+    if not isinstance(generators, dict):
+        raise cfg.error("must be a mapping of generator names to settings", "generators")
+    for name, settings in generators.items():
+        keypath = f"generators.{name}"
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, dict):
+            raise cfg.error("must be a mapping of settings", keypath)
+        for ref_key in ("class", "plugin"):
+            if ref_key in settings and not isinstance(settings[ref_key], str):
+                raise cfg.error("must be a plugin or class name", f"{keypath}.{ref_key}")
+        cfg.generators[str(name)] = settings
+    default = data.get("default_generator")
+    if default is not None and not isinstance(default, str):
+        raise cfg.error("must be a generator name", "default_generator")
+    cfg.default_generator = default
+    return cfg
+
+
+def load_config(
+    path: str | Path, *, origin: str = "file", environ: Mapping[str, str] | None = None
+) -> GeneratorsConfig:
+    """Read and check the configuration file at ``path``."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("configuration file not found", path=file) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration file: {exc}", path=file) from None
+    return parse_config(text, file, origin=origin, environ=environ)
+
+
+def user_config_dir() -> Path:
+    """The per-user configuration folder: ``~/.config/degrees37-imagegen`` on Linux
+    (``$XDG_CONFIG_HOME`` respected), ``~/Library/Application Support/...`` on macOS,
+    ``%APPDATA%\\degrees37-imagegen`` on Windows."""
+    app = "degrees37-imagegen"
+    if sys.platform == "win32":
+        base = os.environ.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
+        return Path(base) / app
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / app
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / app
+
+
+def find_config(
+    explicit: str | Path | None = None, *, environ: Mapping[str, str] | None = None
+) -> GeneratorsConfig:
+    """Load the configuration from the first place that has one (see the module docs)."""
+    env = os.environ if environ is None else environ
+    if explicit is not None:
+        return load_config(explicit, origin="--config", environ=env)
+    from_env = env.get(CONFIG_ENV)
+    if from_env:
+        return load_config(from_env, origin=f"${CONFIG_ENV}", environ=env)
+    if DEFAULT_CONFIG_PATH.is_file():
+        return load_config(DEFAULT_CONFIG_PATH, origin="working directory", environ=env)
+    user_file = user_config_dir() / "generators.yaml"
+    if user_file.is_file():
+        return load_config(user_file, origin="user config directory", environ=env)
+    return builtin_config()

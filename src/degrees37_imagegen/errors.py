@@ -1,0 +1,148 @@
+"""The errors degrees37-imagegen raises.
+
+Every error is a :class:`GeneratorError`, so one ``except GeneratorError`` catches them all.
+The subclasses also derive from the built-in exception they resemble, so generic handlers
+(``except TimeoutError``, ``except ValueError``) keep working::
+
+    GeneratorError
+    ├── GeneratorConnectionError      (also ConnectionError) server unreachable or dropped
+    ├── GeneratorTimeoutError         (also TimeoutError)    no result within the time allowed
+    ├── GeneratorLimitError           rate limit or full queue; carries ``retry_after``
+    ├── GeneratorNotFoundError        (also LookupError)     unknown generator name
+    ├── InvalidRequestError           (also ValueError)      bad prompt, size, sampler...
+    └── ConfigError                   (also ValueError)      bad configuration; names file and key
+
+Only connection, timeout and limit errors are worth retrying (see :func:`retry_with_backoff`);
+everything else fails the same way the next time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = [
+    "ConfigError",
+    "GeneratorConnectionError",
+    "GeneratorError",
+    "GeneratorLimitError",
+    "GeneratorNotFoundError",
+    "GeneratorTimeoutError",
+    "InvalidRequestError",
+    "RETRYABLE_ERRORS",
+]
+
+
+class GeneratorError(Exception):
+    """Base class of every error raised by a generator, the registry or the configuration.
+
+    ``generator`` names the generator entry the error came from, when known.
+    """
+
+    def __init__(self, message: str, *, generator: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.generator = generator
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class GeneratorConnectionError(GeneratorError, ConnectionError):
+    """The server could not be reached, refused the connection, or dropped it."""
+
+
+class GeneratorTimeoutError(GeneratorError, TimeoutError):
+    """The server did not answer, or did not finish the image, within the time allowed."""
+
+
+class GeneratorLimitError(GeneratorError):
+    """The server refused the work for now (rate limit, full queue, quota).
+
+    ``retry_after`` is the number of seconds the server asked us to wait, or ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        generator: str | None = None,
+    ) -> None:
+        super().__init__(message, generator=generator)
+        self.retry_after = retry_after
+
+
+class GeneratorNotFoundError(GeneratorError, LookupError):
+    """No generator (configured entry or installed plugin) has the requested name."""
+
+    def __init__(self, name: str, available: Iterable[str]) -> None:
+        self.name = name
+        self.available = sorted(set(available))
+        names = ", ".join(self.available) or "none (no generator plugin is installed)"
+        super().__init__(f"unknown generator {name!r}; available: {names}")
+
+
+class InvalidRequestError(GeneratorError, ValueError):
+    """The request itself is wrong (size, sampler, preset...): retrying cannot help."""
+
+
+class ConfigError(GeneratorError, ValueError):
+    """A configuration problem, naming the file, the key path and the problem.
+
+    ``str()`` gives one line such as
+    ``config/generators.yaml:7: generators.mock.fail_rate: must be between 0 and 1 (got 2)``.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        path: str | Path | None = None,
+        key: str | None = None,
+        line: int | None = None,
+        generator: str | None = None,
+    ) -> None:
+        self.problem = problem
+        self.path = Path(path) if path is not None else None
+        self.key = key
+        self.line = line
+        super().__init__(self._format(), generator=generator)
+
+    def _format(self) -> str:
+        where = ""
+        if self.path is not None:
+            where = str(self.path)
+            if self.line is not None:
+                where += f":{self.line}"
+            where += ": "
+        if self.key:
+            where += f"{self.key}: "
+        return where + self.problem
+
+    def located(
+        self,
+        *,
+        path: str | Path | None = None,
+        key_prefix: str | None = None,
+        line: int | None = None,
+    ) -> ConfigError:
+        """Return a copy that also names the file and the enclosing key path."""
+        key = self.key
+        if key_prefix:
+            key = f"{key_prefix}.{key}" if key else key_prefix
+        return ConfigError(
+            self.problem,
+            path=path if path is not None else self.path,
+            key=key,
+            line=line if line is not None else self.line,
+            generator=self.generator,
+        )
+
+
+#: The errors that :func:`retry_with_backoff` retries by default.
+RETRYABLE_ERRORS: tuple[type[GeneratorError], ...] = (
+    GeneratorConnectionError,
+    GeneratorTimeoutError,
+    GeneratorLimitError,
+)

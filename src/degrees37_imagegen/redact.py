@@ -1,0 +1,60 @@
+"""Hiding secret values (API keys, tokens, passwords) from anything shown to a person."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["REDACTED", "is_secret_key", "redact", "redact_url"]
+
+#: What a secret value is replaced with.
+REDACTED = "***"
+
+_SECRET_KEY = re.compile(
+    r"(token|secret|password|passwd|api[_-]?key|apikey|auth|credential|cookie|private[_-]?key)",
+    re.IGNORECASE,
+)
+
+
+def is_secret_key(key: str, extra: Collection[str] = ()) -> bool:
+    """Whether a setting or header named ``key`` holds a secret."""
+    return key in extra or bool(_SECRET_KEY.search(key))
+
+
+def redact_url(url: str) -> str:
+    """Hide the password in ``scheme://user:password@host/...``."""
+    if "@" not in url or "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:{REDACTED}@{parts.hostname}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def redact(value: Any, extra: Collection[str] = (), *, _secret: bool = False) -> Any:
+    """Return a copy of ``value`` with every secret replaced by :data:`REDACTED`.
+
+    A value is secret when its key looks like one (``api_key``, ``token``, ``Authorization``...)
+    or is listed in ``extra``; everything below a secret key is hidden too, and passwords in
+    URLs are hidden wherever they appear.
+    """
+    if isinstance(value, Mapping):
+        return {
+            k: redact(v, extra, _secret=_secret or is_secret_key(str(k), extra))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact(v, extra, _secret=_secret) for v in value)
+    if _secret and value not in (None, ""):
+        return REDACTED
+    if isinstance(value, str):
+        return redact_url(value)
+    return value
