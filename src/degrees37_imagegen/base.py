@@ -90,6 +90,9 @@ class BaseImageGenerator(ABC):
     default_settings: ClassVar[Mapping[str, Any]] = {}
     #: Settings whose values are secret, on top of names that look secret (``*token*``...).
     secret_settings: ClassVar[frozenset[str]] = frozenset()
+    #: Settings holding file paths; relative ones are resolved against the folder of the
+    #: configuration file they came from (by the registry).
+    path_settings: ClassVar[frozenset[str]] = frozenset()
     #: The setting that addresses one server, so that a pool can make one generator per server.
     server_setting: ClassVar[str | None] = None
     #: The largest width or height :meth:`validate_dimensions` accepts.

@@ -211,6 +211,12 @@ class GeneratorRegistry:
             key = f"generators.{name}" + (f".{ref_key}" if ref_key else "")
             raise cfg.error(problem, key)
         settings = {k: v for k, v in entry.items() if k not in _ENTRY_REF_KEYS}
+        if cfg.path is not None:
+            base_dir = cfg.path.parent
+            for key in reg.resolve().path_settings:
+                value = settings.get(key)
+                if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+                    settings[key] = str(base_dir / value)
         return name, reg, settings
 
     def get_generator(
