@@ -1,0 +1,92 @@
+"""Turning errors and warnings into one clear line on stderr and the right exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import traceback
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+
+from ..errors import ConfigError, GeneratorError, GeneratorNotFoundError, InvalidRequestError
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "State", "cli_errors", "echo_err", "state"]
+
+EXIT_OK = 0
+#: Generation failed (server error, timeout...).
+EXIT_FAILED = 1
+#: Usage or configuration error (unknown generator, invalid size, bad config file...).
+EXIT_USAGE = 2
+
+#: Errors that are the user's to fix: exit 2, not 1.
+USAGE_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    GeneratorNotFoundError,
+    InvalidRequestError,
+)
+
+
+class State:
+    """Options of the top-level command, shared by the subcommands."""
+
+    debug: bool = False
+
+
+state = State()
+
+
+def echo_err(message: str) -> None:
+    """Print one line to stderr."""
+    typer.echo(message, err=True)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    if state.debug:
+        echo_err(warnings.formatwarning(message, category, filename, lineno, line).rstrip())
+    else:
+        echo_err(f"warning: {message}")
+
+
+def setup(debug: bool) -> None:
+    """Install the one-line warning format and, with ``--debug``, request logging."""
+    state.debug = debug
+    warnings.showwarning = _show_warning
+    if debug:
+        logging.basicConfig(
+            level=logging.DEBUG,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        # httpx logs method and URL only (never headers), so secrets in headers stay hidden.
+        logging.getLogger("httpcore").setLevel(logging.INFO)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """``2`` for the user's mistakes, ``1`` for failed generation."""
+    return EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else EXIT_FAILED
+
+
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """Report a :class:`GeneratorError` as ``error: ...`` and exit with its code."""
+    try:
+        yield
+    except GeneratorError as exc:
+        if state.debug:
+            traceback.print_exc()
+        echo_err(f"error: {exc}")
+        raise typer.Exit(exit_code_for(exc)) from None
+    except KeyboardInterrupt:
+        echo_err("interrupted")
+        raise typer.Exit(130) from None

@@ -1,0 +1,15 @@
+"""Making the registry the CLI commands share, honouring ``--config``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import find_config
+from ..registry import GeneratorRegistry
+
+__all__ = ["open_registry"]
+
+
+def open_registry(config: Path | None) -> GeneratorRegistry:
+    """A registry using ``config``, or the configuration found in the usual places."""
+    return GeneratorRegistry(find_config(config))

@@ -1,0 +1,94 @@
+"""``imagegen generate``: one image to a file."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._errors import cli_errors
+from ._progress import ProgressLine
+from ._registry import open_registry
+
+__all__ = ["generate", "slugify"]
+
+
+def slugify(text: str, max_length: int = 48) -> str:
+    """A short, file-name-safe version of ``text`` (``"A cat, at night!"`` is ``a-cat-at-night``)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:max_length].rstrip("-") or "image"
+
+
+def _default_output(prompt: str) -> Path:
+    stem = slugify(prompt)
+    path = Path(f"{stem}.png")
+    n = 2
+    while path.exists():
+        path = Path(f"{stem}-{n}.png")
+        n += 1
+    return path
+
+
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What the image should show.")],
+    negative: Annotated[
+        str, typer.Option("--negative", "-n", help="What the image should not show.")
+    ] = "",
+    width: Annotated[int, typer.Option("--width", "-W", help="Width in pixels.")] = 1080,
+    height: Annotated[int, typer.Option("--height", "-H", help="Height in pixels.")] = 1920,
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed; -1 picks a random one.")] = -1,
+    generator: Annotated[
+        Optional[str],  # noqa: UP045 (typer needs Optional on Python 3.10)
+        typer.Option(
+            "--generator",
+            "-g",
+            help="Configured generator or plugin name [default: the config's "
+            "default_generator; mock when TESTING=true].",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write the PNG [default: a name made from the prompt, in the "
+            "current folder, never overwriting].",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--config", "-c", help="Configuration file (YAML).", show_default=False),
+    ] = None,
+) -> None:
+    """Generate one image and write it (atomically) to a file; print where."""
+    with cli_errors():
+        registry = open_registry(config)
+        gen = registry.get_generator(generator)
+        from ..generation import generate_to_file
+
+        target = output if output is not None else _default_output(prompt)
+        started = time.perf_counter()
+        with gen, ProgressLine(gen.name, enabled=sys.stderr.isatty()) as progress:
+            result = generate_to_file(
+                gen,
+                target,
+                prompt,
+                negative_prompt=negative,
+                width=width,
+                height=height,
+                seed=seed,
+                on_progress=progress,
+            )
+        elapsed = time.perf_counter() - started
+        typer.echo(str(result.path))
+        typer.echo(
+            f"generator {gen.name}, {result.size[0]}x{result.size[1]}, seed {result.info.seed}, "
+            f"{elapsed:.1f}s",
+            err=True,
+        )

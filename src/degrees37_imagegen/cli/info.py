@@ -1,0 +1,113 @@
+"""``imagegen plugins``, ``imagegen config`` and ``imagegen check``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ._errors import EXIT_FAILED, cli_errors, echo_err
+from ._registry import open_registry
+
+__all__ = ["check", "config_command", "plugins", "table"]
+
+ConfigOption = Annotated[
+    Optional[Path],  # noqa: UP045 (typer needs Optional on Python 3.10)
+    typer.Option("--config", "-c", help="Configuration file (YAML).", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain, aligned text table (no colours, safe to pipe)."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def plugins(as_json: JsonOption = False) -> None:
+    """List installed generator plugins: distribution, version, names and status."""
+    with cli_errors():
+        from ..registry import GeneratorRegistry
+
+        infos = GeneratorRegistry(config={}).plugins
+        if as_json:
+            typer.echo(json.dumps([info.__dict__ for info in infos], indent=2))
+            return
+        if not infos:
+            typer.echo("no generator plugins installed (try: pip install 'degrees37-imagegen[mock]')")
+            return
+        rows = [
+            [
+                info.name,
+                info.distribution or "-",
+                info.version or "-",
+                ", ".join(info.generators) or "-",
+                info.status if not info.error else f"{info.status}: {info.error}",
+            ]
+            for info in infos
+        ]
+        typer.echo(table(["plugin", "distribution", "version", "generators", "status"], rows))
+
+
+def config_command(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Show the resolved configuration (secrets hidden) and where it came from."""
+    with cli_errors():
+        from ..redact import redact
+
+        registry = open_registry(config)
+        cfg = registry.config
+        entries: dict[str, Any] = {}
+        for name in sorted(cfg.generators):
+            _, reg, settings = registry.resolve(name)
+            secret = reg.resolve().secret_settings
+            entries[name] = {"plugin": reg.name, "settings": redact(settings, secret)}
+        data = {
+            "source": str(cfg.path) if cfg.path else None,
+            "origin": cfg.origin,
+            "default_generator": registry.default_name(),
+            "generators": entries,
+            "available": registry.generator_names(),
+        }
+        if as_json:
+            typer.echo(json.dumps(data, indent=2, default=str))
+            return
+        import yaml
+
+        typer.echo(f"# source: {data['source'] or 'built-in default'} ({cfg.origin})")
+        typer.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
+
+
+def check(
+    names: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Argument(help="Generators to check [default: every configured one].", show_default=False),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Test the connection of configured generators and show the results as a table."""
+    with cli_errors():
+        registry = open_registry(config)
+        targets = list(names or registry.config.generators or [registry.default_name()])
+        rows: list[list[str]] = []
+        failed = 0
+        for name in targets:
+            try:
+                with registry.get_generator(name) as gen:
+                    ok = gen.test_connection()
+                    rows.append([name, type(gen).__name__, "ok" if ok else "not ready"])
+            except Exception as exc:  # a broken generator is one row, not the end of the table
+                ok = False
+                rows.append([name, "-", f"error: {exc}"])
+            failed += not ok
+        typer.echo(table(["generator", "class", "status"], rows))
+        if failed:
+            echo_err(f"{failed} of {len(targets)} generator(s) not ready")
+            raise typer.Exit(EXIT_FAILED)
