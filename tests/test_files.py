@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image, PngImagePlugin
+
+from degrees37_imagegen import (
+    GeneratorError,
+    add_png_text,
+    atomic_path,
+    read_png_text,
+    verify_image,
+    write_image_atomically,
+)
+
+
+def png_bytes(size: tuple[int, int] = (16, 8), text: dict[str, str] | None = None) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    for k, v in (text or {}).items():
+        info.add_text(k, v)
+    buf = io.BytesIO()
+    Image.new("RGB", size, "red").save(buf, "PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def test_atomic_path_moves_into_place(tmp_path: Path) -> None:
+    final = tmp_path / "sub" / "a.png"
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(b"x")
+        assert not final.exists()
+    assert final.read_bytes() == b"x"
+    assert list(final.parent.iterdir()) == [final]
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    final = tmp_path / "a.png"
+    final.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_path(final) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError
+    assert final.read_bytes() == b"old"
+    assert list(tmp_path.iterdir()) == [final]
+
+
+def test_truncated_image_is_never_written(tmp_path: Path) -> None:
+    data = png_bytes((300, 300))
+    with pytest.raises(GeneratorError, match="not a whole image"):
+        write_image_atomically(tmp_path / "t.png", data[: len(data) // 2])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_not_an_image(tmp_path: Path) -> None:
+    (tmp_path / "x.png").write_text("<html>")
+    with pytest.raises(GeneratorError, match="x.png: not a whole image"):
+        verify_image(tmp_path / "x.png")
+
+
+def test_write_from_chunks(tmp_path: Path) -> None:
+    data = png_bytes((20, 10))
+    fmt, size = write_image_atomically(tmp_path / "c.png", iter([data[:10], data[10:]]))
+    assert (fmt, size) == ("PNG", (20, 10))
+
+
+def test_add_png_text_keeps_server_metadata(tmp_path: Path) -> None:
+    original = png_bytes(text={"prompt": '{"3": {}}', "workflow": "{}"})
+    out = add_png_text(original, {"prompt": "a cat", "seed": "7", "note": "naïve ✓"})
+    (tmp_path / "m.png").write_bytes(out)
+    text = read_png_text(tmp_path / "m.png")
+    assert text["prompt"] == '{"3": {}}'  # the server's own chunk is untouched
+    assert text["imagegen:prompt"] == "a cat"
+    assert text["imagegen:seed"] == "7"
+    assert text["imagegen:note"] == "naïve ✓"
+    verify_image(tmp_path / "m.png")
+
+
+def test_add_png_text_rejects_non_png() -> None:
+    with pytest.raises(GeneratorError, match="not a PNG"):
+        add_png_text(b"GIF89a", {"a": "b"})

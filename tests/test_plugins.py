@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from degrees37_imagegen import GeneratorRegistry, PluginLoadError, PluginWarning, hookimpl
+from degrees37_imagegen.errors import GeneratorError
+
+
+def test_third_party_plugin_is_discovered_and_generates(plugin_site: Path, tmp_path: Path) -> None:
+    with pytest.warns(PluginWarning):
+        reg = GeneratorRegistry({"generators": {}})
+        names = reg.registered_names()
+    assert "echo" in names
+    gen = reg.get_generator("echo", {"colour": "navy"})
+    image_id = gen.generate_image("x", width=64, height=32)
+    assert image_id is not None
+    assert gen.download_image(image_id, tmp_path / "e.png")
+    from PIL import Image
+
+    with Image.open(tmp_path / "e.png") as img:
+        assert img.size == (64, 32)
+
+
+def test_broken_plugin_is_recorded_and_the_rest_works(plugin_site: Path) -> None:
+    with pytest.warns(PluginWarning, match=r"plugin 'broken' .* failed to load: RuntimeError"):
+        reg = GeneratorRegistry({"generators": {}})
+        plugins = {p.name: p for p in reg.plugins}
+    assert plugins["broken"].status == "broken"
+    assert "broken on purpose" in (plugins["broken"].error or "")
+    assert plugins["broken"].distribution == "imagegen-broken"
+    assert plugins["echo"].status == "ok"
+    assert plugins["echo"].version == "1.0"
+    assert plugins["mock"].status == "ok"
+    reg.get_generator("mock")
+
+
+def test_strict_mode_turns_the_warning_into_an_error(
+    plugin_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IMAGEGEN_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginLoadError, match="broken"):
+        GeneratorRegistry({"generators": {}}).registered_names()
+
+
+def test_load_env_limits_plugins(plugin_site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEGEN_PLUGINS", "echo, degrees37-imagegen-mock")
+    reg = GeneratorRegistry({"generators": {}})
+    assert reg.registered_names() == ["echo", "mock"]  # the broken one is not even imported
+    statuses = {p.name: p.status for p in reg.plugins}
+    assert statuses["broken"] == "disabled"
+    assert statuses["invokeai"] == "disabled"
+
+
+def test_load_env_none_loads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEGEN_PLUGINS", "none")
+    assert GeneratorRegistry({"generators": {}}).registered_names() == []
+
+
+def test_listing_plugins_imports_no_generator_code() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from degrees37_imagegen import GeneratorRegistry;"
+        "GeneratorRegistry({}).plugins;"
+        "heavy = [m for m in ('httpx', 'PIL', 'websockets', 'degrees37_imagegen_mock.generator',"
+        " 'degrees37_imagegen_invokeai.generator', 'degrees37_imagegen_comfyui.generator')"
+        " if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_in_process_plugin_object(tmp_path: Path) -> None:
+    from degrees37_imagegen_mock.generator import MockGenerator
+
+    class Plugin:
+        @hookimpl
+        def register_generators(self, register):  # type: ignore[no-untyped-def]
+            register("mock2", MockGenerator)
+
+    reg = GeneratorRegistry({"generators": {}})
+    info = reg.register_plugin(Plugin(), name="inline")
+    assert info.generators == ["mock2"]
+    assert type(reg.get_generator("mock2")).__name__ == "MockGenerator"
+
+
+def test_plugin_failing_half_way_registers_nothing() -> None:
+    from degrees37_imagegen_mock.generator import MockGenerator
+
+    class Half:
+        @hookimpl
+        def register_generators(self, register):  # type: ignore[no-untyped-def]
+            register("half_a", MockGenerator)
+            register("half_b", 42)
+
+    reg = GeneratorRegistry({"generators": {}})
+    with pytest.raises(GeneratorError, match="registered 42"):
+        reg.register_plugin(Half(), name="half")
+    assert "half_a" not in reg.registered_names()
+
+
+def test_lazy_target_that_cannot_import_is_a_clear_error() -> None:
+    reg = GeneratorRegistry({"generators": {}}, discover=False)
+    reg.register("ghost", "no_such_module_xyz:Ghost")
+    with pytest.raises(GeneratorError, match=r"generator 'ghost': cannot import no_such_module_xyz"):
+        reg.get_generator("ghost")

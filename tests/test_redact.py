@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from degrees37_imagegen import redact
+from degrees37_imagegen.redact import REDACTED, is_secret_key, redact_url
+
+
+def test_secret_keys() -> None:
+    for key in ("token", "api_key", "API-KEY", "password", "Authorization", "auth_token"):
+        assert is_secret_key(key)
+    for key in ("base_url", "steps", "prompt", "board_name"):
+        assert not is_secret_key(key)
+
+
+def test_nested_and_listed() -> None:
+    data = {"headers": {"Authorization": "Bearer abc", "X-Trace": "1"}, "api_key": "k", "n": 1}
+    assert redact(data) == {
+        "headers": {"Authorization": REDACTED, "X-Trace": "1"},
+        "api_key": REDACTED,
+        "n": 1,
+    }
+    assert redact({"creds": "x"}, extra={"creds"}) == {"creds": REDACTED}
+
+
+def test_everything_below_a_secret_key_is_hidden() -> None:
+    assert redact({"auth": {"user": "u", "pass": "p"}}) == {"auth": {"user": REDACTED, "pass": REDACTED}}
+
+
+def test_empty_secret_stays_visible_as_unset() -> None:
+    assert redact({"token": None, "api_key": ""}) == {"token": None, "api_key": ""}
+
+
+def test_url_passwords() -> None:
+    assert redact_url("https://bob:hunter2@h:8443/x?y=1") == "https://bob:***@h:8443/x?y=1"
+    assert redact_url("http://h:1/") == "http://h:1/"
+    assert redact({"servers": ["http://a:pw@h"]}) == {"servers": ["http://a:***@h"]}
