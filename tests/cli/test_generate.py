@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from degrees37_imagegen import read_png_text
+from degrees37_imagegen.cli import app
+from degrees37_imagegen.cli.generate import slugify
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_generate_writes_the_image_and_prints_where(in_tmp: Path) -> None:
+    code, out, err = invoke("generate", "a lighthouse at dusk", "-W", "320", "-H", "480",
+                            "--seed", "3", "-o", "out/l.png")
+    assert code == 0, err
+    assert out.strip() == "out/l.png"
+    text = read_png_text(in_tmp / "out" / "l.png")
+    assert text["imagegen:prompt"] == "a lighthouse at dusk"
+    assert text["imagegen:seed"] == "3"
+
+
+def test_default_output_never_overwrites(in_tmp: Path) -> None:
+    assert invoke("generate", "A cat, at night!", "-W", "64", "-H", "64")[1].strip() == "a-cat-at-night.png"
+    assert invoke("generate", "A cat, at night!", "-W", "64", "-H", "64")[1].strip() == "a-cat-at-night-2.png"
+
+
+def test_unknown_generator_is_one_line_and_exit_2(in_tmp: Path) -> None:
+    code, out, err = invoke("generate", "x", "--generator", "nope")
+    assert code == 2
+    assert err == "error: unknown generator 'nope'; available: comfyui, invokeai, mock\n"
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(("opt", "value"), [("--width", "0"), ("--height", "99999")])
+def test_invalid_size_exit_2(in_tmp: Path, opt: str, value: str) -> None:
+    code, _, err = invoke("generate", "x", opt, value)
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_bad_config_exit_2(in_tmp: Path) -> None:
+    Path("bad.yaml").write_text("generators:\n  mock:\n    delay: ${MISSING_DELAY}\n")
+    code, _, err = invoke("generate", "x", "--config", "bad.yaml")
+    assert code == 2
+    assert err == (
+        "error: bad.yaml:3: generators.mock.delay: environment variable MISSING_DELAY is not set"
+        " (give a default with ${MISSING_DELAY:-value})\n"
+    )
+
+
+def test_bad_setting_exit_2(in_tmp: Path) -> None:
+    Path("bad.yaml").write_text("generators:\n  mock:\n    placeholder_style: fancy\n")
+    code, _, err = invoke("generate", "x", "-c", "bad.yaml")
+    assert code == 2
+    assert "bad.yaml:3: generators.mock.placeholder_style: unknown style 'fancy'" in err
+
+
+def test_generation_failure_exit_1(in_tmp: Path) -> None:
+    Path("f.yaml").write_text("generators:\n  flaky:\n    class: mock\n    fail_rate: 1\n")
+    code, _, err = invoke("generate", "x", "-c", "f.yaml", "-g", "flaky", "-o", "x.png")
+    assert code == 1
+    assert err.startswith("error: generator 'flaky': simulated generation failure")
+    assert not Path("x.png").exists()
+
+
+def test_unknown_setting_warns_on_one_line(in_tmp: Path) -> None:
+    Path("w.yaml").write_text("generators:\n  mock:\n    dealy: 1\n")
+    code, _, err = invoke("generate", "x", "-c", "w.yaml", "-W", "32", "-H", "32", "-o", "w.png")
+    assert code == 0
+    assert "warning: w.yaml: generator 'mock': unknown setting 'dealy' is ignored" in err
+
+
+def test_testing_env_selects_mock(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Path("c.yaml").write_text("default_generator: invokeai\n")
+    monkeypatch.setenv("TESTING", "true")
+    code, _, err = invoke("generate", "x", "-c", "c.yaml", "-W", "32", "-H", "32", "-o", "t.png")
+    assert code == 0, err
+    assert read_png_text(Path("t.png"))["imagegen:generator"] == "mock"
+
+
+def test_debug_shows_traceback(in_tmp: Path) -> None:
+    code, _, err = invoke("--debug", "generate", "x", "-g", "nope")
+    assert code == 2
+    assert "Traceback" in err
+
+
+def test_slugify() -> None:
+    assert slugify("  Hello, World!  ") == "hello-world"
+    assert slugify("!!!") == "image"
+    assert len(slugify("word " * 50)) <= 48

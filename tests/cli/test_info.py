@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from degrees37_imagegen.cli import app
+
+runner = CliRunner()
+
+
+def test_plugins_lists_installed_plugins() -> None:
+    result = runner.invoke(app, ["plugins"])
+    assert result.exit_code == 0
+    assert "degrees37-imagegen-mock" in result.stdout
+    assert "0.1.0" in result.stdout
+
+
+def test_plugins_shows_third_party_and_broken(plugin_site: Path) -> None:
+    result = runner.invoke(app, ["plugins", "--json"])
+    assert result.exit_code == 0
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    assert plugins["echo"]["generators"] == ["echo"]
+    assert plugins["broken"]["status"] == "broken"
+    assert "broken on purpose" in plugins["broken"]["error"]
+    assert "warning: generator plugin 'broken'" in result.stderr
+
+
+def test_generate_with_third_party_plugin(plugin_site: Path, in_tmp: Path) -> None:
+    result = runner.invoke(app, ["generate", "x", "-g", "echo", "-W", "40", "-H", "20", "-o", "e.png"])
+    assert result.exit_code == 0, result.stderr
+    assert (in_tmp / "e.png").is_file()
+
+
+SECRET_CONFIG = """\
+default_generator: remote
+generators:
+  remote:
+    class: mock
+    api_key: ${IMAGEGEN_TEST_KEY}
+    description: "http://user:hunter2@gpu:9090"
+"""
+
+
+def test_config_hides_secrets(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEGEN_TEST_KEY", "sk-live-0123456789")
+    Path("c.yaml").write_text(SECRET_CONFIG)
+    result = runner.invoke(app, ["config", "-c", "c.yaml"])
+    assert result.exit_code == 0, result.stderr
+    assert "sk-live-0123456789" not in result.stdout + result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+    assert "api_key: '***'" in result.stdout
+    assert "# source: c.yaml (--config)" in result.stdout
+    assert "default_generator: remote" in result.stdout
+
+
+def test_secrets_never_printed_by_generate_or_check(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IMAGEGEN_TEST_KEY", "sk-live-0123456789")
+    Path("c.yaml").write_text(SECRET_CONFIG.replace("class: mock", "class: mock\n    fail_rate: 1"))
+    for args in (["generate", "x", "-c", "c.yaml"], ["check", "-c", "c.yaml"],
+                 ["--debug", "generate", "x", "-c", "c.yaml"]):
+        result = runner.invoke(app, args)
+        assert "sk-live-0123456789" not in result.stdout + result.stderr
+        assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_config_json(in_tmp: Path) -> None:
+    result = runner.invoke(app, ["config", "--json"])
+    data = json.loads(result.stdout)
+    assert data["origin"] == "built-in default"
+    assert data["default_generator"] == "mock"
+    assert "mock" in data["available"]
+
+
+def test_check_table_and_exit_code(in_tmp: Path) -> None:
+    Path("c.yaml").write_text(
+        "generators:\n  mock: {}\n  gone:\n    class: nothing_installed\n"
+    )
+    result = runner.invoke(app, ["check", "-c", "c.yaml"])
+    assert result.exit_code == 1
+    assert "mock       MockGenerator  ok" in result.stdout
+    assert "gone" in result.stdout and "no installed generator plugin" in result.stdout
+    ok = runner.invoke(app, ["check", "mock", "-c", "c.yaml"])
+    assert ok.exit_code == 0
+
+
+def test_help_lists_commands_and_exit_codes() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for word in ("generate", "plugins", "config", "check"):
+        assert word in result.stdout
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.stdout.startswith("imagegen 0.1.0")
