@@ -12,7 +12,9 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolated_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Every test starts without the variables that steer config and plugin loading, and
     with a user config folder that is empty, so the developer's own files never leak in."""
     for var in ("TESTING", "IMAGEGEN_CONFIG", "IMAGEGEN_PLUGINS", "IMAGEGEN_STRICT_PLUGINS"):
@@ -78,7 +80,8 @@ ECHO_PLUGIN = '''
         def test_connection(self):
             return True
 
-        def generate_image(self, prompt, negative_prompt="", width=1080, height=1920, seed=-1, **kw):
+        def generate_image(self, prompt, negative_prompt="", width=1080, height=1920, seed=-1,
+                           **kw):
             self.validate_dimensions(width, height)
             self._size = (width, height)
             return "echo-1"
@@ -97,9 +100,9 @@ ECHO_PLUGIN = '''
         register("echo", EchoGenerator)
 '''
 
-BROKEN_PLUGIN = '''
+BROKEN_PLUGIN = """
     raise RuntimeError("this plugin is broken on purpose")
-'''
+"""
 
 
 @pytest.fixture
@@ -108,7 +111,9 @@ def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     ``sys.path`` and ``PYTHONPATH`` (for subprocesses)."""
     site = tmp_path / "site"
     make_plugin_dist(site, "imagegen-echo", "imagegen_echo", ECHO_PLUGIN, entry_point="echo")
-    make_plugin_dist(site, "imagegen-broken", "imagegen_broken", BROKEN_PLUGIN, entry_point="broken")
+    make_plugin_dist(
+        site, "imagegen-broken", "imagegen_broken", BROKEN_PLUGIN, entry_point="broken"
+    )
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), *sys.path]))
     yield site

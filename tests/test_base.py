@@ -14,8 +14,15 @@ class Minimal(BaseImageGenerator):
     def test_connection(self) -> bool:
         return True
 
-    def generate_image(self, prompt: str, negative_prompt: str = "", width: int = 1080,
-                       height: int = 1920, seed: int = -1, **kwargs: Any) -> str | None:
+    def generate_image(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        width: int = 1080,
+        height: int = 1920,
+        seed: int = -1,
+        **kwargs: Any,
+    ) -> str | None:
         return None
 
     def download_image(self, image_id: str, output_path: str | Path) -> bool:

@@ -55,7 +55,8 @@ class TestExpandEnv:
 class TestParseConfig:
     def test_whole_value_takes_its_yaml_type(self) -> None:
         cfg = parse_config(
-            "generators:\n  mock:\n    delay: ${D:-2}\n    rate: ${R:-0.5}\n    enabled: ${O:-true}\n",
+            "generators:\n  mock:\n    delay: ${D:-2}\n    rate: ${R:-0.5}\n"
+            "    enabled: ${O:-true}\n",
             environ={},
         )
         assert cfg.generators["mock"] == {"delay": 2, "rate": 0.5, "enabled": True}
@@ -167,5 +168,5 @@ class TestFindConfig:
         self, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setenv("IMAGEGEN_CONFIG", "missing.yaml")
-        with pytest.raises(ConfigError, match="missing.yaml: configuration file not found"):
+        with pytest.raises(ConfigError, match=r"missing\.yaml: configuration file not found"):
             find_config()

@@ -37,9 +37,14 @@ def test_atomic_path_moves_into_place(tmp_path: Path) -> None:
 def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:
     final = tmp_path / "a.png"
     final.write_bytes(b"old")
-    with pytest.raises(RuntimeError), atomic_path(final) as tmp:
-        tmp.write_bytes(b"half")
-        raise RuntimeError
+
+    def write_then_fail() -> None:
+        with atomic_path(final) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        write_then_fail()
     assert final.read_bytes() == b"old"
     assert list(tmp_path.iterdir()) == [final]
 
@@ -53,7 +58,7 @@ def test_truncated_image_is_never_written(tmp_path: Path) -> None:
 
 def test_not_an_image(tmp_path: Path) -> None:
     (tmp_path / "x.png").write_text("<html>")
-    with pytest.raises(GeneratorError, match="x.png: not a whole image"):
+    with pytest.raises(GeneratorError, match=r"x\.png: not a whole image"):
         verify_image(tmp_path / "x.png")
 
 

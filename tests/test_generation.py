@@ -4,14 +4,26 @@ from pathlib import Path
 
 import pytest
 
-from degrees37_imagegen import GeneratorError, GeneratorRegistry, Progress, generate_to_file, read_png_text
+from degrees37_imagegen import (
+    GeneratorError,
+    GeneratorRegistry,
+    Progress,
+    generate_to_file,
+    read_png_text,
+)
 
 
 def test_generate_to_file_writes_request_metadata(tmp_path: Path) -> None:
     gen = GeneratorRegistry({}).get_generator("mock")
     events: list[Progress] = []
     result = generate_to_file(
-        gen, tmp_path / "out" / "a.png", "a red fox", "blurry", 320, 200, seed=9,
+        gen,
+        tmp_path / "out" / "a.png",
+        "a red fox",
+        "blurry",
+        320,
+        200,
+        seed=9,
         on_progress=events.append,
     )
     assert result.path.is_file()

@@ -9,8 +9,8 @@ from degrees37_imagegen.errors import GeneratorError
 
 
 def test_third_party_plugin_is_discovered_and_generates(plugin_site: Path, tmp_path: Path) -> None:
+    reg = GeneratorRegistry({"generators": {}})
     with pytest.warns(PluginWarning):
-        reg = GeneratorRegistry({"generators": {}})
         names = reg.registered_names()
     assert "echo" in names
     gen = reg.get_generator("echo", {"colour": "navy"})
@@ -24,9 +24,10 @@ def test_third_party_plugin_is_discovered_and_generates(plugin_site: Path, tmp_p
 
 
 def test_broken_plugin_is_recorded_and_the_rest_works(plugin_site: Path) -> None:
+    reg = GeneratorRegistry({"generators": {}})
     with pytest.warns(PluginWarning, match=r"plugin 'broken' .* failed to load: RuntimeError"):
-        reg = GeneratorRegistry({"generators": {}})
-        plugins = {p.name: p for p in reg.plugins}
+        infos = reg.plugins
+    plugins = {p.name: p for p in infos}
     assert plugins["broken"].status == "broken"
     assert "broken on purpose" in (plugins["broken"].error or "")
     assert plugins["broken"].distribution == "imagegen-broken"
@@ -105,5 +106,7 @@ def test_plugin_failing_half_way_registers_nothing() -> None:
 def test_lazy_target_that_cannot_import_is_a_clear_error() -> None:
     reg = GeneratorRegistry({"generators": {}}, discover=False)
     reg.register("ghost", "no_such_module_xyz:Ghost")
-    with pytest.raises(GeneratorError, match=r"generator 'ghost': cannot import no_such_module_xyz"):
+    with pytest.raises(
+        GeneratorError, match=r"generator 'ghost': cannot import no_such_module_xyz"
+    ):
         reg.get_generator("ghost")

@@ -22,7 +22,9 @@ def test_nested_and_listed() -> None:
 
 
 def test_everything_below_a_secret_key_is_hidden() -> None:
-    assert redact({"auth": {"user": "u", "pass": "p"}}) == {"auth": {"user": REDACTED, "pass": REDACTED}}
+    assert redact({"auth": {"user": "u", "pass": "p"}}) == {
+        "auth": {"user": REDACTED, "pass": REDACTED}
+    }
 
 
 def test_empty_secret_stays_visible_as_unset() -> None:

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -28,8 +29,15 @@ class Recorder(BaseImageGenerator):
     def test_connection(self) -> bool:
         return True
 
-    def generate_image(self, prompt: str, negative_prompt: str = "", width: int = 1080,
-                       height: int = 1920, seed: int = -1, **kwargs: Any) -> str | None:
+    def generate_image(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        width: int = 1080,
+        height: int = 1920,
+        seed: int = -1,
+        **kwargs: Any,
+    ) -> str | None:
         return "id"
 
     def download_image(self, image_id: str, output_path: str | Path) -> bool:
@@ -37,8 +45,10 @@ class Recorder(BaseImageGenerator):
 
 
 def registry_with(cfg_path: Path | None = None) -> GeneratorRegistry:
-    reg = GeneratorRegistry(cfg_path, discover=False) if cfg_path else GeneratorRegistry(
-        {"generators": {}}, discover=False
+    reg = (
+        GeneratorRegistry(cfg_path, discover=False)
+        if cfg_path
+        else GeneratorRegistry({"generators": {}}, discover=False)
     )
     reg.register("recorder", Recorder)
     return reg

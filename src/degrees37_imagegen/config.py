@@ -133,8 +133,7 @@ def expand_env(
             return value if value else default
         if value is None:
             raise ConfigError(
-                f"environment variable {name} is not set (give a default with "
-                f"${{{name}:-value}})",
+                f"environment variable {name} is not set (give a default with ${{{name}:-value}})",
                 path=path,
                 key=key,
                 line=line,
@@ -167,9 +166,7 @@ def _expand_tree(
             out[str(k) if isinstance(k, str) else k] = _expand_tree(v, child, path, lines, env)
         return out
     if isinstance(value, list):
-        return [
-            _expand_tree(v, f"{keypath}[{i}]", path, lines, env) for i, v in enumerate(value)
-        ]
+        return [_expand_tree(v, f"{keypath}[{i}]", path, lines, env) for i, v in enumerate(value)]
     if isinstance(value, str):
         line = getattr(value, "line", None)
         expanded = expand_env(value, env, key=keypath, path=path, line=line)

@@ -56,7 +56,9 @@ def generate_to_file(
         prompt, negative_prompt=negative_prompt, width=width, height=height, seed=seed, **kwargs
     )
     if not image_id:
-        raise GeneratorError(f"generator {generator.name!r} returned no image", generator=generator.name)
+        raise GeneratorError(
+            f"generator {generator.name!r} returned no image", generator=generator.name
+        )
     t1 = time.perf_counter()
     BaseImageGenerator.report(
         on_progress, Progress("downloading", f"downloading {image_id}", generator=generator.name)

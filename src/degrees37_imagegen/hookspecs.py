@@ -37,11 +37,12 @@ GeneratorTarget = Union["type[BaseImageGenerator]", str]
 class Register(Protocol):
     """The callback a plugin receives: ``register(name, generator)``."""
 
-    def __call__(self, name: str, generator: GeneratorTarget) -> None: ...
+    def __call__(self, name: str, generator: GeneratorTarget) -> None:
+        """Register ``generator`` (a class or a ``"module:Class"`` path) as ``name``."""
 
 
 @hookspec
-def register_generators(register: Register) -> None:  # type: ignore[empty-body]
+def register_generators(register: Register) -> None:
     """Register the generators this plugin provides.
 
     Called once for each plugin when a :class:`~degrees37_imagegen.GeneratorRegistry` first

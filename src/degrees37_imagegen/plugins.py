@@ -88,7 +88,9 @@ class Registration:
         return self._cls
 
 
-def _import_generator(target: type[BaseImageGenerator] | str, name: str) -> type[BaseImageGenerator]:
+def _import_generator(
+    target: type[BaseImageGenerator] | str, name: str
+) -> type[BaseImageGenerator]:
     from .base import BaseImageGenerator
 
     obj: Any = target

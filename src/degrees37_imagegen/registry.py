@@ -142,7 +142,7 @@ class GeneratorRegistry:
     def register_plugin(self, plugin: object, name: str | None = None) -> PluginInfo:
         """Register an in-process plugin object (a module or any object with hook impls)."""
         self._ensure_discovered()
-        plugin_name = name or getattr(plugin, "__name__", type(plugin).__name__)
+        plugin_name = name or str(getattr(plugin, "__name__", type(plugin).__name__))
         info = PluginInfo(name=plugin_name, target=repr(plugin))
         self._pm.register(plugin, name=plugin_name)
         call_register(self._pm, plugin, info, self._add_discovered)
@@ -252,5 +252,3 @@ class GeneratorRegistry:
     def __repr__(self) -> str:
         origin = self._config.origin if self._config is not None else "not loaded"
         return f"<GeneratorRegistry config={origin!r} discovered={self._discovered}>"
-
-

@@ -18,8 +18,18 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
 
 def test_generate_writes_the_image_and_prints_where(in_tmp: Path) -> None:
-    code, out, err = invoke("generate", "a lighthouse at dusk", "-W", "320", "-H", "480",
-                            "--seed", "3", "-o", "out/l.png")
+    code, out, err = invoke(
+        "generate",
+        "a lighthouse at dusk",
+        "-W",
+        "320",
+        "-H",
+        "480",
+        "--seed",
+        "3",
+        "-o",
+        "out/l.png",
+    )
     assert code == 0, err
     assert out.strip() == "out/l.png"
     text = read_png_text(in_tmp / "out" / "l.png")
@@ -28,8 +38,14 @@ def test_generate_writes_the_image_and_prints_where(in_tmp: Path) -> None:
 
 
 def test_default_output_never_overwrites(in_tmp: Path) -> None:
-    assert invoke("generate", "A cat, at night!", "-W", "64", "-H", "64")[1].strip() == "a-cat-at-night.png"
-    assert invoke("generate", "A cat, at night!", "-W", "64", "-H", "64")[1].strip() == "a-cat-at-night-2.png"
+    assert (
+        invoke("generate", "A cat, at night!", "-W", "64", "-H", "64")[1].strip()
+        == "a-cat-at-night.png"
+    )
+    assert (
+        invoke("generate", "A cat, at night!", "-W", "64", "-H", "64")[1].strip()
+        == "a-cat-at-night-2.png"
+    )
 
 
 def test_unknown_generator_is_one_line_and_exit_2(in_tmp: Path) -> None:
@@ -43,7 +59,8 @@ def test_unknown_generator_is_one_line_and_exit_2(in_tmp: Path) -> None:
 def test_invalid_size_exit_2(in_tmp: Path, opt: str, value: str) -> None:
     code, _, err = invoke("generate", "x", opt, value)
     assert code == 2
-    assert err.startswith("error: ") and err.count("\n") == 1
+    assert err.startswith("error: ")
+    assert err.count("\n") == 1
 
 
 def test_bad_config_exit_2(in_tmp: Path) -> None:

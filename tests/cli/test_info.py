@@ -29,7 +29,9 @@ def test_plugins_shows_third_party_and_broken(plugin_site: Path) -> None:
 
 
 def test_generate_with_third_party_plugin(plugin_site: Path, in_tmp: Path) -> None:
-    result = runner.invoke(app, ["generate", "x", "-g", "echo", "-W", "40", "-H", "20", "-o", "e.png"])
+    result = runner.invoke(
+        app, ["generate", "x", "-g", "echo", "-W", "40", "-H", "20", "-o", "e.png"]
+    )
     assert result.exit_code == 0, result.stderr
     assert (in_tmp / "e.png").is_file()
 
@@ -61,8 +63,11 @@ def test_secrets_never_printed_by_generate_or_check(
 ) -> None:
     monkeypatch.setenv("IMAGEGEN_TEST_KEY", "sk-live-0123456789")
     Path("c.yaml").write_text(SECRET_CONFIG.replace("class: mock", "class: mock\n    fail_rate: 1"))
-    for args in (["generate", "x", "-c", "c.yaml"], ["check", "-c", "c.yaml"],
-                 ["--debug", "generate", "x", "-c", "c.yaml"]):
+    for args in (
+        ["generate", "x", "-c", "c.yaml"],
+        ["check", "-c", "c.yaml"],
+        ["--debug", "generate", "x", "-c", "c.yaml"],
+    ):
         result = runner.invoke(app, args)
         assert "sk-live-0123456789" not in result.stdout + result.stderr
         assert "hunter2" not in result.stdout + result.stderr
@@ -77,13 +82,12 @@ def test_config_json(in_tmp: Path) -> None:
 
 
 def test_check_table_and_exit_code(in_tmp: Path) -> None:
-    Path("c.yaml").write_text(
-        "generators:\n  mock: {}\n  gone:\n    class: nothing_installed\n"
-    )
+    Path("c.yaml").write_text("generators:\n  mock: {}\n  gone:\n    class: nothing_installed\n")
     result = runner.invoke(app, ["check", "-c", "c.yaml"])
     assert result.exit_code == 1
     assert "mock       MockGenerator  ok" in result.stdout
-    assert "gone" in result.stdout and "no installed generator plugin" in result.stdout
+    assert "gone" in result.stdout
+    assert "no installed generator plugin" in result.stdout
     ok = runner.invoke(app, ["check", "mock", "-c", "c.yaml"])
     assert ok.exit_code == 0
 

@@ -36,7 +36,9 @@ def _version(value: bool) -> None:
 def _root(
     debug: Annotated[
         bool,
-        typer.Option("--debug", help="Show full tracebacks and the requests made (secrets hidden)."),
+        typer.Option(
+            "--debug", help="Show full tracebacks and the requests made (secrets hidden)."
+        ),
     ] = False,
     version: Annotated[
         bool,

@@ -18,7 +18,7 @@ __all__ = ["generate", "slugify"]
 
 
 def slugify(text: str, max_length: int = 48) -> str:
-    """A short, file-name-safe version of ``text`` (``"A cat, at night!"`` is ``a-cat-at-night``)."""
+    """A short, file-name-safe version of ``text``: ``"A cat, at night!"`` is ``a-cat-at-night``."""
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return slug[:max_length].rstrip("-") or "image"
 
@@ -42,7 +42,7 @@ def generate(
     height: Annotated[int, typer.Option("--height", "-H", help="Height in pixels.")] = 1920,
     seed: Annotated[int, typer.Option("--seed", "-s", help="Seed; -1 picks a random one.")] = -1,
     generator: Annotated[
-        Optional[str],  # noqa: UP045 (typer needs Optional on Python 3.10)
+        Optional[str],
         typer.Option(
             "--generator",
             "-g",
@@ -52,7 +52,7 @@ def generate(
         ),
     ] = None,
     output: Annotated[
-        Optional[Path],  # noqa: UP045
+        Optional[Path],
         typer.Option(
             "--output",
             "-o",
@@ -62,7 +62,7 @@ def generate(
         ),
     ] = None,
     config: Annotated[
-        Optional[Path],  # noqa: UP045
+        Optional[Path],
         typer.Option("--config", "-c", help="Configuration file (YAML).", show_default=False),
     ] = None,
 ) -> None:

@@ -15,7 +15,7 @@ from ._registry import open_registry
 __all__ = ["check", "config_command", "plugins", "table"]
 
 ConfigOption = Annotated[
-    Optional[Path],  # noqa: UP045 (typer needs Optional on Python 3.10)
+    Optional[Path],
     typer.Option("--config", "-c", help="Configuration file (YAML).", show_default=False),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -42,7 +42,9 @@ def plugins(as_json: JsonOption = False) -> None:
             typer.echo(json.dumps([info.__dict__ for info in infos], indent=2))
             return
         if not infos:
-            typer.echo("no generator plugins installed (try: pip install 'degrees37-imagegen[mock]')")
+            typer.echo(
+                "no generator plugins installed (try: pip install 'degrees37-imagegen[mock]')"
+            )
             return
         rows = [
             [
@@ -87,8 +89,10 @@ def config_command(config: ConfigOption = None, as_json: JsonOption = False) -> 
 
 def check(
     names: Annotated[
-        Optional[list[str]],  # noqa: UP045
-        typer.Argument(help="Generators to check [default: every configured one].", show_default=False),
+        Optional[list[str]],
+        typer.Argument(
+            help="Generators to check [default: every configured one].", show_default=False
+        ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:

@@ -48,9 +48,16 @@ def test_different_request_different_pixels(change: dict[str, object], tmp_path:
 
 @pytest.mark.parametrize("style", STYLES)
 @pytest.mark.parametrize("size", [(1080, 1920), (512, 512), (64, 48)])
-def test_every_style_draws_the_requested_size(style: str, size: tuple[int, int], tmp_path: Path) -> None:
-    img = render(make(placeholder_style=style), tmp_path / "p.png", prompt="x " * 200,
-                 width=size[0], height=size[1])
+def test_every_style_draws_the_requested_size(
+    style: str, size: tuple[int, int], tmp_path: Path
+) -> None:
+    img = render(
+        make(placeholder_style=style),
+        tmp_path / "p.png",
+        prompt="x " * 200,
+        width=size[0],
+        height=size[1],
+    )
     assert img.size == size
     assert img.getextrema() != ((0, 0), (0, 0), (0, 0))  # something was drawn
 

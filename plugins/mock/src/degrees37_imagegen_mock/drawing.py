@@ -66,9 +66,7 @@ def _gradient(width: int, height: int, top: RGB, bottom: RGB) -> Image.Image:
     column = Image.new("RGB", (1, 256))
     for y in range(256):
         t = y / 255
-        column.putpixel(
-            (0, y), tuple(int(top[i] + (bottom[i] - top[i]) * t) for i in range(3))
-        )
+        column.putpixel((0, y), tuple(int(top[i] + (bottom[i] - top[i]) * t) for i in range(3)))
     return column.resize((width, height), Image.Resampling.BILINEAR)
 
 
@@ -138,14 +136,38 @@ def _simple(req: PlaceholderRequest, rng: random.Random) -> Image.Image:
     margin = max(8, req.width // 16)
     inner = req.width - 2 * margin
     y = req.height // 3
-    y = _draw_lines(draw, [req.label], _font(title), margin, y, (255, 255, 255),
-                    max_y=req.height, center_width=inner)
+    y = _draw_lines(
+        draw,
+        [req.label],
+        _font(title),
+        margin,
+        y,
+        (255, 255, 255),
+        max_y=req.height,
+        center_width=inner,
+    )
     size_font = _font(body)
-    y = _draw_lines(draw, [f"{req.width} x {req.height}"], size_font, margin, y + body // 2,
-                    (230, 230, 230), max_y=req.height, center_width=inner)
+    y = _draw_lines(
+        draw,
+        [f"{req.width} x {req.height}"],
+        size_font,
+        margin,
+        y + body // 2,
+        (230, 230, 230),
+        max_y=req.height,
+        center_width=inner,
+    )
     lines = wrap_text(req.prompt, size_font, inner)
-    _draw_lines(draw, lines, size_font, margin, y + body, (255, 255, 255),
-                max_y=req.height - margin, center_width=inner)
+    _draw_lines(
+        draw,
+        lines,
+        size_font,
+        margin,
+        y + body,
+        (255, 255, 255),
+        max_y=req.height - margin,
+        center_width=inner,
+    )
     return img
 
 
@@ -178,22 +200,40 @@ def _detailed(req: PlaceholderRequest, rng: random.Random) -> Image.Image:
         th = int(h * rng.uniform(0.05, 0.1))
         draw.polygon([(tx, ty - th), (tx - th // 3, ty), (tx + th // 3, ty)], fill=(20, 50, 30))
     # translucent overlay with the prompt
-    title, body, small = _sizes(req)
+    _, body, small = _sizes(req)
     margin = max(8, w // 18)
     font = _font(body)
     lines = wrap_text(req.prompt, font, w - 4 * margin)
-    panel_h = min(int(h * 0.42), len(lines) * _line_height(font) + _line_height(_font(small)) + margin + margin // 2)
+    panel_h = min(
+        int(h * 0.42),
+        len(lines) * _line_height(font) + _line_height(_font(small)) + margin + margin // 2,
+    )
     overlay = Image.new("RGBA", (w, h), (0, 0, 0, 0))
     odraw = ImageDraw.Draw(overlay)
     py = h - panel_h - margin
-    odraw.rounded_rectangle((margin, py, w - margin, h - margin), radius=margin // 2,
-                            fill=(0, 0, 0, 150))
+    odraw.rounded_rectangle(
+        (margin, py, w - margin, h - margin), radius=margin // 2, fill=(0, 0, 0, 150)
+    )
     img = Image.alpha_composite(img.convert("RGBA"), overlay).convert("RGB")
     draw = ImageDraw.Draw(img)
-    y = _draw_lines(draw, [f"{req.label} - {w} x {h} - seed {req.seed}"], _font(small),
-                    2 * margin, py + margin // 2, (210, 210, 210), max_y=h - margin)
-    _draw_lines(draw, lines, font, 2 * margin, y + small // 2, (255, 255, 255),
-                max_y=h - margin - margin // 2)
+    y = _draw_lines(
+        draw,
+        [f"{req.label} - {w} x {h} - seed {req.seed}"],
+        _font(small),
+        2 * margin,
+        py + margin // 2,
+        (210, 210, 210),
+        max_y=h - margin,
+    )
+    _draw_lines(
+        draw,
+        lines,
+        font,
+        2 * margin,
+        y + small // 2,
+        (255, 255, 255),
+        max_y=h - margin - margin // 2,
+    )
     return img
 
 
@@ -220,8 +260,15 @@ def _debug(req: PlaceholderRequest, rng: random.Random) -> Image.Image:
     ]
     y = margin
     for key, value in rows:
-        y = _draw_lines(draw, wrap_text(f"{key}: {value}", font, inner), font, margin, y,
-                        (140, 220, 140), max_y=h)
+        y = _draw_lines(
+            draw,
+            wrap_text(f"{key}: {value}", font, inner),
+            font,
+            margin,
+            y,
+            (140, 220, 140),
+            max_y=h,
+        )
     sections: Iterable[tuple[str, str]] = (
         ("prompt", req.prompt),
         ("negative prompt", req.negative_prompt or "(none)"),
@@ -229,8 +276,15 @@ def _debug(req: PlaceholderRequest, rng: random.Random) -> Image.Image:
     for key, value in sections:
         y += small
         y = _draw_lines(draw, [f"{key}:"], font, margin, y, (240, 200, 120), max_y=h)
-        y = _draw_lines(draw, wrap_text(value, sfont, inner), sfont, margin, y,
-                        (230, 230, 230), max_y=h - margin)
+        y = _draw_lines(
+            draw,
+            wrap_text(value, sfont, inner),
+            sfont,
+            margin,
+            y,
+            (230, 230, 230),
+            max_y=h - margin,
+        )
     return img
 
 

@@ -71,7 +71,9 @@ class MockGenerator(BaseImageGenerator):
         cfg = self.config
         delay = cfg["delay"]
         if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
-            raise ConfigError(f"must be a number of seconds, 0 or more (got {delay!r})", key="delay")
+            raise ConfigError(
+                f"must be a number of seconds, 0 or more (got {delay!r})", key="delay"
+            )
         rate = cfg["fail_rate"]
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
             raise ConfigError(f"must be a number from 0 to 1 (got {rate!r})", key="fail_rate")
@@ -89,7 +91,9 @@ class MockGenerator(BaseImageGenerator):
         if retry_after is not None and (
             isinstance(retry_after, bool) or not isinstance(retry_after, (int, float))
         ):
-            raise ConfigError(f"must be a number of seconds (got {retry_after!r})", key="retry_after")
+            raise ConfigError(
+                f"must be a number of seconds (got {retry_after!r})", key="retry_after"
+            )
 
     def test_connection(self) -> bool:
         """Always ready: there is no server."""
@@ -114,7 +118,9 @@ class MockGenerator(BaseImageGenerator):
         if style not in STYLES:
             from degrees37_imagegen import InvalidRequestError
 
-            raise InvalidRequestError(f"unknown placeholder style {style!r}; use one of: {', '.join(STYLES)}")
+            raise InvalidRequestError(
+                f"unknown placeholder style {style!r}; use one of: {', '.join(STYLES)}"
+            )
         width, height = self.validate_dimensions(width, height)
         seed = self.resolve_seed(seed)
         self.report(on_progress, Progress("running", "drawing placeholder", generator=self.name))
@@ -184,7 +190,8 @@ class MockGenerator(BaseImageGenerator):
 
     def _fail(self) -> None:
         kind = self.config["failure"]
-        message = f"generator {self.name!r}: simulated {kind} failure (fail_rate={self.config['fail_rate']})"
+        rate = self.config["fail_rate"]
+        message = f"generator {self.name!r}: simulated {kind} failure (fail_rate={rate})"
         if kind == "limit":
             raise GeneratorLimitError(message, self.config["retry_after"], generator=self.name)
         raise FAILURES[kind](message, generator=self.name)
