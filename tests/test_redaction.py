@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from degrees37_imagegen import redact
-from degrees37_imagegen.redact import REDACTED, is_secret_key, redact_url
+from degrees37_imagegen.redaction import REDACTED, is_secret_key, redact_url
 
 
 def test_secret_keys() -> None:

@@ -13,34 +13,97 @@
 
 from __future__ import annotations
 
-from .base import COMMON_SETTINGS, MAX_SEED, BaseImageGenerator, ImageInfo, UnknownSettingWarning
-from .config import GeneratorsConfig, expand_env, find_config, load_config
-from .errors import (
-    RETRYABLE_ERRORS,
-    ConfigError,
-    GeneratorConnectionError,
-    GeneratorError,
-    GeneratorLimitError,
-    GeneratorNotFoundError,
-    GeneratorTimeoutError,
-    InvalidRequestError,
-)
-from .files import (
-    add_png_text,
-    atomic_path,
-    read_png_text,
-    verify_image,
-    write_image_atomically,
-)
-from .generation import GenerationResult, generate_to_file
-from .hookspecs import hookimpl, hookspec
-from .plugins import PluginInfo, PluginLoadError, PluginWarning
-from .progress import Progress, ProgressCallback
-from .redact import redact
-from .registry import GeneratorRegistry
-from .retry import retry_with_backoff
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .base import (
+        COMMON_SETTINGS,
+        MAX_SEED,
+        BaseImageGenerator,
+        ImageInfo,
+        UnknownSettingWarning,
+    )
+    from .config import GeneratorsConfig, expand_env, find_config, load_config
+    from .errors import (
+        RETRYABLE_ERRORS,
+        ConfigError,
+        GeneratorConnectionError,
+        GeneratorError,
+        GeneratorLimitError,
+        GeneratorNotFoundError,
+        GeneratorTimeoutError,
+        InvalidRequestError,
+    )
+    from .files import (
+        add_png_text,
+        atomic_path,
+        read_png_text,
+        verify_image,
+        write_image_atomically,
+    )
+    from .generation import GenerationResult, generate_to_file
+    from .hookspecs import hookimpl, hookspec
+    from .plugins import PluginInfo, PluginLoadError, PluginWarning
+    from .progress import Progress, ProgressCallback
+    from .redaction import redact
+    from .registry import GeneratorRegistry
+    from .retry import retry_with_backoff
 
 __version__ = "0.1.0"
+
+# Names are imported on first use (PEP 562), so that ``import degrees37_imagegen`` and the
+# CLI's ``--help`` stay fast: YAML, tenacity and friends load only when something needs them.
+_LAZY: dict[str, str] = {
+    "BaseImageGenerator": "base",
+    "COMMON_SETTINGS": "base",
+    "ConfigError": "errors",
+    "GenerationResult": "generation",
+    "GeneratorConnectionError": "errors",
+    "GeneratorError": "errors",
+    "GeneratorLimitError": "errors",
+    "GeneratorNotFoundError": "errors",
+    "GeneratorRegistry": "registry",
+    "GeneratorTimeoutError": "errors",
+    "GeneratorsConfig": "config",
+    "ImageInfo": "base",
+    "InvalidRequestError": "errors",
+    "MAX_SEED": "base",
+    "PluginInfo": "plugins",
+    "PluginLoadError": "plugins",
+    "PluginWarning": "plugins",
+    "Progress": "progress",
+    "ProgressCallback": "progress",
+    "RETRYABLE_ERRORS": "errors",
+    "UnknownSettingWarning": "base",
+    "add_png_text": "files",
+    "atomic_path": "files",
+    "expand_env": "config",
+    "find_config": "config",
+    "generate_to_file": "generation",
+    "hookimpl": "hookspecs",
+    "hookspec": "hookspecs",
+    "load_config": "config",
+    "read_png_text": "files",
+    "redact": "redaction",
+    "retry_with_backoff": "retry",
+    "verify_image": "files",
+    "write_image_atomically": "files",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "COMMON_SETTINGS",

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from .errors import InvalidRequestError
 from .progress import Progress, ProgressCallback
-from .redact import redact
+from .redaction import redact
 
 __all__ = [
     "COMMON_SETTINGS",

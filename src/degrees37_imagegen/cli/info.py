@@ -35,9 +35,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def plugins(as_json: JsonOption = False) -> None:
     """List installed generator plugins: distribution, version, names and status."""
     with cli_errors():
-        from ..registry import GeneratorRegistry
+        from ..plugins import discover_plugins, new_plugin_manager
 
-        infos = GeneratorRegistry(config={}).plugins
+        # Straight from the entry points: no configuration, no generator code imported.
+        infos = discover_plugins(new_plugin_manager(), lambda *registration: None)
         if as_json:
             typer.echo(json.dumps([info.__dict__ for info in infos], indent=2))
             return
@@ -62,7 +63,7 @@ def plugins(as_json: JsonOption = False) -> None:
 def config_command(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Show the resolved configuration (secrets hidden) and where it came from."""
     with cli_errors():
-        from ..redact import redact
+        from ..redaction import redact
 
         registry = open_registry(config)
         cfg = registry.config
