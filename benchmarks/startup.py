@@ -69,9 +69,8 @@ def main() -> int:
         plugins = subprocess.run([imagegen, "plugins"], capture_output=True, text=True).stdout
         print("installed plugins:\n" + plugins)
         worst = 0.0
-        print(
-            f"{'case':<10}{'minimal typer':>16}{'imagegen':>12}{'ratio':>8}   (median of {args.runs})"
-        )
+        header = f"{'case':<10}{'minimal typer':>16}{'imagegen':>12}{'ratio':>8}"
+        print(f"{header}   (median of {args.runs})")
         for label, base_cmd, our_cmd in pairs:
             base = median_seconds(base_cmd, args.runs)
             ours = median_seconds(our_cmd, args.runs)
