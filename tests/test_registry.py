@@ -108,6 +108,16 @@ def test_unknown_name_lists_available(write_config: Callable[..., Path]) -> None
     assert isinstance(info.value, LookupError)
 
 
+def test_missing_known_plugin_gets_an_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEGEN_PLUGINS", "none")
+    with pytest.raises(GeneratorNotFoundError) as info:
+        GeneratorRegistry({"generators": {}}).get_generator()
+    assert str(info.value) == (
+        "unknown generator 'mock'; available: none (no generator plugin is installed); "
+        "install it with: pip install 'degrees37-imagegen[mock]'"
+    )
+
+
 def test_entry_naming_a_missing_plugin(write_config: Callable[..., Path]) -> None:
     path = write_config("generators:\n  gpu:\n    class: invokeai\n")
     with pytest.raises(ConfigError) as info:

@@ -76,11 +76,14 @@ class GeneratorLimitError(GeneratorError):
 class GeneratorNotFoundError(GeneratorError, LookupError):
     """No generator (configured entry or installed plugin) has the requested name."""
 
-    def __init__(self, name: str, available: Iterable[str]) -> None:
+    def __init__(self, name: str, available: Iterable[str], hint: str | None = None) -> None:
         self.name = name
         self.available = sorted(set(available))
         names = ", ".join(self.available) or "none (no generator plugin is installed)"
-        super().__init__(f"unknown generator {name!r}; available: {names}")
+        message = f"unknown generator {name!r}; available: {names}"
+        if hint:
+            message += f"; {hint}"
+        super().__init__(message)
 
 
 class InvalidRequestError(GeneratorError, ValueError):

@@ -197,7 +197,9 @@ class GeneratorRegistry:
                         f"(available: {', '.join(self.generator_names()) or 'none'})",
                         "default_generator",
                     )
-                raise GeneratorNotFoundError(name, self.generator_names())
+                extra = _INSTALL_HINTS.get(name)
+                hint = f"install it with: pip install '{extra}'" if extra else None
+                raise GeneratorNotFoundError(name, self.generator_names(), hint)
             return name, reg, {}
         ref_key = next((k for k in _ENTRY_REF_KEYS if k in entry), None)
         ref = str(entry[ref_key]) if ref_key else name
