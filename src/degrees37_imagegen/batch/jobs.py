@@ -1,0 +1,519 @@
+"""Jobs files: reading YAML, JSON, JSON Lines and CSV, and checking every job before any runs.
+
+A jobs file is a list of jobs, or a mapping with ``defaults:`` (applied to every job) and
+``jobs:``. A job is a mapping with ``prompt`` (required), ``negative_prompt``, ``width``,
+``height``, ``seed``, ``name`` (the output file's stem), ``generator`` and any other keys,
+which are passed to ``generate_image`` as keyword arguments. In YAML and JSON a job may
+also be a plain string: its prompt.
+
+Every problem in the file is collected and reported at once, naming the job and its line,
+in a :class:`JobsFileError`, before anything is generated.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..base import MAX_SEED
+from ..errors import InvalidRequestError
+
+__all__ = [
+    "CONTACT_SHEET_NAME",
+    "JOB_KEYS",
+    "Job",
+    "JobProblem",
+    "JobsFileError",
+    "load_jobs",
+    "parse_jobs",
+    "shard",
+    "slugify",
+]
+
+#: The keys a job understands itself; any other key is passed on to ``generate_image``.
+JOB_KEYS = frozenset({"prompt", "negative_prompt", "width", "height", "seed", "name", "generator"})
+#: Keys a job cannot use: they are parameters of the runner, not of the generator.
+_RESERVED_KEYS = frozenset({"on_progress", "metadata", "output_path"})
+#: The output stem of ``--contact-sheet``; no job may use it.
+CONTACT_SHEET_NAME = "contact_sheet"
+
+_SAFE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
+_KWARG = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_INT = re.compile(r"[+-]?\d+\Z")
+_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?\Z")
+
+
+def slugify(text: str, max_length: int = 48) -> str:
+    """A short, file-name-safe ``text``: ``"A cat, at night!"`` is ``a-cat-at-night``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:max_length].rstrip("-") or "image"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to make: the request, where it came from, and the output file's stem.
+
+    ``index`` is the job's 1-based position in its file (stable across shards and reruns);
+    ``line`` its line in the file when known. ``extra`` holds the keys passed on to
+    ``generate_image`` as keyword arguments. ``generator`` names the generator entry for
+    this job, or ``None`` for the batch's generator.
+    """
+
+    index: int
+    prompt: str
+    negative_prompt: str = ""
+    width: int = 1080
+    height: int = 1920
+    seed: int = -1
+    name: str = ""
+    generator: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    line: int | None = None
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", default_name(self.index, self.prompt))
+
+    @property
+    def filename(self) -> str:
+        """The output file's name: ``<name>.png``."""
+        return f"{self.name}.png"
+
+    @property
+    def where(self) -> str:
+        """``job 3 (line 12)``: how messages name this job."""
+        return f"job {self.index}" + (f" (line {self.line})" if self.line is not None else "")
+
+    def request(self) -> dict[str, Any]:
+        """The request as a JSON-ready dict (for the manifest)."""
+        request: dict[str, Any] = {
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "width": self.width,
+            "height": self.height,
+            "seed": self.seed,
+        }
+        if self.generator is not None:
+            request["generator"] = self.generator
+        request.update(self.extra)
+        return request
+
+
+def default_name(index: int, prompt: str) -> str:
+    """The output stem of a job without ``name``: ``003-a-lighthouse-at-dusk``."""
+    return f"{index:03d}-{slugify(prompt)}"
+
+
+@dataclass(frozen=True)
+class JobProblem:
+    """One thing wrong in a jobs file; ``str()`` gives one line naming the file, job and line."""
+
+    message: str
+    source: str | None = None
+    index: int | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        if self.index is not None:
+            where += f"job {self.index}"
+            if self.line is not None:
+                where += f" (line {self.line})"
+            where += ": "
+        elif self.line is not None:
+            where = f"{self.source}:{self.line}: " if self.source else f"line {self.line}: "
+        return where + self.message
+
+
+class JobsFileError(InvalidRequestError):
+    """A jobs file has problems; ``problems`` lists every one (``str()``: one per line)."""
+
+    def __init__(self, problems: Sequence[JobProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+# -- reading files ---------------------------------------------------------------------------
+
+_FORMATS = {
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+}
+
+
+def load_jobs(path: str | Path, *, defaults: Mapping[str, Any] | None = None) -> list[Job]:
+    """Read and check the jobs file at ``path`` (format chosen by its extension).
+
+    ``.yaml``/``.yml``, ``.json``, ``.jsonl``/``.ndjson`` and ``.csv`` are known; other
+    extensions are read as YAML (which also reads JSON). ``defaults`` apply under the file's
+    own ``defaults:``. Raises :class:`JobsFileError` listing every problem found.
+    """
+    file = Path(path)
+    source = str(path)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise JobsFileError([JobProblem("jobs file not found", source)]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobsFileError([JobProblem(f"cannot read jobs file: {exc}", source)]) from None
+    fmt = _FORMATS.get(file.suffix.lower(), "yaml")
+    return parse_jobs_text(text, fmt, source=source, defaults=defaults)
+
+
+def parse_jobs_text(
+    text: str,
+    fmt: str,
+    *,
+    source: str | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> list[Job]:
+    """Parse jobs from ``text`` in format ``fmt`` (``yaml``, ``json``, ``jsonl`` or ``csv``)."""
+    if fmt == "jsonl":
+        items, lines = _read_jsonl(text, source)
+        return parse_jobs(items, source=source, defaults=defaults, lines=lines)
+    if fmt == "csv":
+        items, lines = _read_csv(text, source)
+        return parse_jobs(items, source=source, defaults=defaults, lines=lines)
+    if fmt == "json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise JobsFileError(
+                [JobProblem(f"invalid JSON: {exc.msg}", source, line=exc.lineno)]
+            ) from None
+    elif fmt == "yaml":
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            line = mark.line + 1 if mark is not None else None
+            raise JobsFileError(
+                [JobProblem(f"invalid YAML: {problem}", source, line=line)]
+            ) from None
+    else:
+        raise ValueError(f"unknown jobs format {fmt!r}")
+    return parse_jobs(data, source=source, defaults=defaults, lines=_yaml_lines(text))
+
+
+def _yaml_lines(text: str) -> dict[str, Any]:
+    """Lines of the jobs in a YAML or JSON text: ``{"list": [line of job 1, ...]}``."""
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:  # JSON that YAML cannot read: no line numbers, that is all
+        return {}
+    found: dict[str, Any] = {}
+    seq = root
+    if isinstance(root, yaml.MappingNode):
+        seq = None
+        for key, value in root.value:
+            if key.value == "jobs":
+                seq = value
+    if isinstance(seq, yaml.SequenceNode):
+        found["list"] = [item.start_mark.line + 1 for item in seq.value]
+    return found
+
+
+def _read_jsonl(text: str, source: str | None) -> tuple[list[Any], list[int]]:
+    items: list[Any] = []
+    lines: list[int] = []
+    problems: list[JobProblem] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip() or raw.lstrip().startswith("//"):
+            continue
+        try:
+            items.append(json.loads(raw))
+        except json.JSONDecodeError as exc:
+            problems.append(JobProblem(f"invalid JSON: {exc.msg}", source, line=number))
+            items.append(None)
+        lines.append(number)
+    if problems:
+        raise JobsFileError(problems)
+    return items, lines
+
+
+def _csv_value(text: str) -> Any:
+    """A CSV cell as the value it spells: ``1080`` is 1080, ``true`` is True, else the text."""
+    if _INT.match(text):
+        return int(text)
+    if _FLOAT.match(text):
+        return float(text)
+    if text.lower() in {"true", "false"}:
+        return text.lower() == "true"
+    return text
+
+
+def _read_csv(text: str, source: str | None) -> tuple[list[Any], list[int]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return [], []
+    except csv.Error as exc:
+        raise JobsFileError([JobProblem(f"invalid CSV: {exc}", source, line=1)]) from None
+    columns = [h.strip() for h in header]
+    problems = [
+        JobProblem(f"column {n} has no name", source, line=1)
+        for n, h in enumerate(columns, 1)
+        if not h
+    ]
+    seen: set[str] = set()
+    for name in columns:
+        if name and name in seen:
+            problems.append(JobProblem(f"column {name!r} appears twice", source, line=1))
+        seen.add(name)
+    items: list[Any] = []
+    lines: list[int] = []
+    start = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(JobProblem(f"invalid CSV: {exc}", source, line=reader.line_num))
+            break
+        if not any(cell.strip() for cell in row):
+            start = reader.line_num + 1
+            continue
+        if len(row) > len(columns):
+            problems.append(
+                JobProblem(f"{len(row)} cells but only {len(columns)} columns", source, line=start)
+            )
+        job: dict[str, Any] = {}
+        for column, cell in zip(columns, row):
+            if column and cell.strip() != "":
+                # Prompts stay text even when they look like numbers; other cells are typed.
+                text_column = column in {"prompt", "negative_prompt", "name", "generator"}
+                job[column] = cell if text_column else _csv_value(cell.strip())
+        items.append(job)
+        lines.append(start)
+        start = reader.line_num + 1
+    if problems:
+        raise JobsFileError(problems)
+    return items, lines
+
+
+# -- checking jobs ---------------------------------------------------------------------------
+
+
+def parse_jobs(
+    data: Any,
+    *,
+    source: str | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    lines: Sequence[int] | Mapping[str, Any] | None = None,
+) -> list[Job]:
+    """Check jobs given as Python data and return them as :class:`Job` objects.
+
+    ``data`` is a list of jobs (mappings, or strings that are prompts) or a mapping with
+    ``defaults:`` and ``jobs:``. ``source`` names the file in messages, ``lines`` gives each
+    job's line. Raises :class:`JobsFileError` listing every problem, including two jobs
+    that would write the same file.
+    """
+    line_list: Sequence[int] = ()
+    if isinstance(lines, Mapping):
+        line_list = lines.get("list", ())
+    elif lines is not None:
+        line_list = lines
+    merged_defaults: dict[str, Any] = dict(defaults or {})
+    problems: list[JobProblem] = []
+    if isinstance(data, Mapping):
+        unknown = sorted(str(k) for k in data if k not in {"defaults", "jobs"})
+        if unknown:
+            problems.append(
+                JobProblem(
+                    f"unknown top-level key(s) {', '.join(unknown)} "
+                    "(expected 'defaults' and 'jobs')",
+                    source,
+                )
+            )
+        file_defaults = data.get("defaults") or {}
+        if not isinstance(file_defaults, Mapping):
+            problems.append(JobProblem("'defaults' must be a mapping of job keys", source))
+        else:
+            merged_defaults.update(file_defaults)
+        if "prompt" in merged_defaults or "name" in merged_defaults:
+            problems.append(JobProblem("'defaults' cannot set 'prompt' or 'name'", source))
+        items = data.get("jobs")
+        if items is None:
+            problems.append(JobProblem("no 'jobs:' list", source))
+            raise JobsFileError(problems)
+    else:
+        items = data
+    if items is None:
+        items = []
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        problems.append(JobProblem("the jobs must be a list", source))
+        raise JobsFileError(problems)
+    jobs: list[Job] = []
+    for index, item in enumerate(items, 1):
+        line = line_list[index - 1] if index - 1 < len(line_list) else None
+        job = _check_job(item, index, line, source, merged_defaults, problems)
+        if job is not None:
+            jobs.append(job)
+    _check_names(jobs, problems, source)
+    if problems:
+        raise JobsFileError(problems)
+    return jobs
+
+
+def _check_job(
+    item: Any,
+    index: int,
+    line: int | None,
+    source: str | None,
+    defaults: Mapping[str, Any],
+    problems: list[JobProblem],
+) -> Job | None:
+    def problem(message: str) -> None:
+        problems.append(JobProblem(message, source, index, line))
+
+    if isinstance(item, str):
+        item = {"prompt": item}
+    if not isinstance(item, Mapping):
+        problem(
+            f"must be a mapping with a 'prompt' (or a prompt string), got {type(item).__name__}"
+        )
+        return None
+    raw = {**defaults, **item}
+    before = len(problems)
+    prompt = raw.get("prompt")
+    if prompt is None:
+        problem("missing 'prompt'")
+    elif not isinstance(prompt, str):
+        problem(f"'prompt' must be text, got {_show(prompt)}")
+    elif not prompt.strip():
+        problem("'prompt' is empty")
+    negative = raw.get("negative_prompt", "")
+    if negative is None:
+        negative = ""
+    if not isinstance(negative, str):
+        problem(f"'negative_prompt' must be text, got {_show(negative)}")
+    size: dict[str, int] = {}
+    for key, default in (("width", 1080), ("height", 1920)):
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            problem(f"'{key}' must be a whole number of pixels, got {_show(value)}")
+        elif value <= 0:
+            problem(f"'{key}' must be positive, got {value}")
+        else:
+            size[key] = value
+    seed = raw.get("seed", -1)
+    if seed is None:
+        seed = -1
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        problem(f"'seed' must be a whole number (-1 for random), got {_show(seed)}")
+    elif seed > MAX_SEED:
+        problem(f"'seed' must be at most {MAX_SEED}, got {seed}")
+    name = raw.get("name")
+    if name is not None:
+        if isinstance(name, int) and not isinstance(name, bool):
+            name = str(name)
+        if not isinstance(name, str) or not _SAFE_STEM.match(name):
+            problem(
+                f"'name' must be a file name without extension or folder (letters, digits, "
+                f"'.', '_', '-'; starting with a letter or digit), got {_show(name)}"
+            )
+        elif name.lower().endswith(".png"):
+            problem(f"'name' is the file's stem: drop '.png' from {name!r}")
+    generator = raw.get("generator")
+    if generator is not None and (not isinstance(generator, str) or not generator):
+        problem(f"'generator' must be a generator name, got {_show(generator)}")
+    extra: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in JOB_KEYS:
+            continue
+        if not isinstance(key, str) or not _KWARG.match(key):
+            problem(f"key {_show(key)} is not a valid parameter name")
+        elif key in _RESERVED_KEYS:
+            problem(f"key {key!r} is reserved")
+        else:
+            extra[key] = value
+    if len(problems) > before:
+        return None
+    return Job(
+        index=index,
+        prompt=str(prompt),
+        negative_prompt=negative,
+        width=size["width"],
+        height=size["height"],
+        seed=int(seed),
+        name=str(name) if name is not None else "",
+        generator=generator,
+        extra=extra,
+        line=line,
+        source=source,
+    )
+
+
+def _check_names(jobs: Sequence[Job], problems: list[JobProblem], source: str | None) -> None:
+    # Case-insensitive: on macOS and Windows 'Scene.png' and 'scene.png' are one file.
+    first: dict[str, Job] = {}
+    for job in jobs:
+        key = job.name.casefold()
+        if key == CONTACT_SHEET_NAME:
+            problems.append(
+                JobProblem(
+                    f"output name {job.name!r} is reserved for the contact sheet",
+                    source,
+                    job.index,
+                    job.line,
+                )
+            )
+        elif key in first:
+            other = first[key]
+            problems.append(
+                JobProblem(
+                    f"output name {job.name!r} is already used by {other.where}",
+                    source,
+                    job.index,
+                    job.line,
+                )
+            )
+        else:
+            first[key] = job
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def shard(jobs: Sequence[Job], k: int, n: int) -> list[Job]:
+    """Shard ``k`` of ``n`` (1-based): the jobs whose index is ``k`` modulo ``n``.
+
+    Shards ``1..n`` together hold every job exactly once, and each job stays in its shard
+    however many jobs are added after it.
+    """
+    if n < 1 or not 1 <= k <= n:
+        raise ValueError(f"shard must be K/N with 1 <= K <= N, got {k}/{n}")
+    return [job for job in jobs if (job.index - 1) % n == k - 1]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/4"`` is ``(2, 4)``; raises :class:`ValueError` with a clear message otherwise."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match:
+        raise ValueError(f"shard must look like K/N (e.g. 1/3), got {text!r}")
+    k, n = int(match.group(1)), int(match.group(2))
+    if n < 1 or not 1 <= k <= n:
+        raise ValueError(f"shard must be K/N with 1 <= K <= N, got {text!r}")
+    return k, n

@@ -1,0 +1,247 @@
+"""A pool of servers behind one generator: :class:`GeneratorPool`.
+
+A configuration entry with ``servers:`` becomes a pool, one generator per server, with the
+entry's other settings shared::
+
+    generators:
+      gpus:
+        class: invokeai
+        servers: [http://gpu1:9090, http://gpu2:9090]
+        model: sdxl-base
+
+Each image goes to the least busy server still in rotation. A server that fails with
+:class:`~degrees37_imagegen.GeneratorConnectionError` is taken out of rotation and the image
+is asked of another server. Only connection errors move an image: one that finished, or
+failed for any other reason, is never asked of a second server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..base import BaseImageGenerator, ImageInfo
+from ..errors import ConfigError, GeneratorConnectionError, GeneratorError
+from ..redaction import redact, redact_url
+
+__all__ = ["GeneratorPool", "PoolMember"]
+
+
+@dataclass
+class PoolMember:
+    """One server of a pool: its generator, its address and how it is doing."""
+
+    number: int
+    server: str
+    generator: BaseImageGenerator
+    in_flight: int = 0
+    assigned: int = 0
+    alive: bool = True
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The server's address, password hidden, for messages and the manifest."""
+        return redact_url(self.server)
+
+
+class GeneratorPool(BaseImageGenerator):
+    """Several generators of one class, one per server, used as one generator.
+
+    :meth:`generate_image` goes to the live member with the fewest images in flight (then
+    the fewest given so far). On a connection error that member is taken out of rotation and
+    the same request goes to another; when none is left, :class:`GeneratorConnectionError`
+    names every server and its last error. Image ids are ``"<member number>:<member's id>"``,
+    so that ids from different servers never clash.
+    """
+
+    def __init__(self, members: Sequence[BaseImageGenerator], *, name: str = "pool") -> None:
+        if not members:
+            raise ConfigError("a pool needs at least one server", key="servers")
+        super().__init__(None, name=name)
+        self._lock = threading.Lock()
+        self.members: list[PoolMember] = []
+        for number, generator in enumerate(members, 1):
+            key = generator.server_setting
+            server = str(generator.config.get(key, "")) if key else generator.name
+            self.members.append(PoolMember(number, server, generator))
+        first = members[0]
+        key = first.server_setting
+        self.config = {
+            "servers": [m.server for m in self.members],
+            **{k: v for k, v in first.config.items() if k != key},
+        }
+
+    @classmethod
+    def from_settings(
+        cls, generator_class: type[BaseImageGenerator], settings: Mapping[str, Any], *, name: str
+    ) -> GeneratorPool:
+        """Make a pool from an entry's settings: ``servers`` plus the settings they share.
+
+        Raises :class:`ConfigError` (``key="servers"`` or ``"servers[i]"``) when the class
+        addresses no server, ``servers`` is not a list of addresses, or a member is invalid.
+        """
+        key = generator_class.server_setting
+        servers = settings.get("servers")
+        if key is None:
+            raise ConfigError(
+                f"{generator_class.__name__} does not talk to a server, "
+                "so it cannot have 'servers'",
+                key="servers",
+            )
+        if (
+            not isinstance(servers, list)
+            or not servers
+            or not all(isinstance(s, str) and s.strip() for s in servers)
+        ):
+            raise ConfigError("must be a non-empty list of server addresses", key="servers")
+        if key in settings:
+            raise ConfigError(f"give either {key!r} or 'servers', not both", key="servers")
+        seen: set[str] = set()
+        for server in servers:
+            if server.rstrip("/") in seen:
+                raise ConfigError(f"server {redact_url(server)!r} is listed twice", key="servers")
+            seen.add(server.rstrip("/"))
+        shared = {k: v for k, v in settings.items() if k != "servers"}
+        members: list[BaseImageGenerator] = []
+        for i, server in enumerate(servers):
+            try:
+                members.append(generator_class({**shared, key: server}, name=name))
+            except ConfigError as exc:
+                if exc.key == key:
+                    raise ConfigError(exc.problem, key=f"servers[{i}]") from None
+                raise
+        return cls(members, name=name)
+
+    # -- choosing a member ---------------------------------------------------------------
+
+    def live_members(self) -> list[PoolMember]:
+        """The members still in rotation."""
+        with self._lock:
+            return [m for m in self.members if m.alive]
+
+    def _acquire(self) -> PoolMember:
+        with self._lock:
+            live = [m for m in self.members if m.alive]
+            if not live:
+                raise GeneratorConnectionError(self._all_dead_message(), generator=self.name)
+            member = min(live, key=lambda m: (m.in_flight, m.assigned, m.number))
+            member.in_flight += 1
+            member.assigned += 1
+            return member
+
+    def _release(self, member: PoolMember) -> None:
+        with self._lock:
+            member.in_flight -= 1
+
+    def mark_dead(self, member: PoolMember, error: BaseException | str) -> None:
+        """Take ``member`` out of rotation, remembering why."""
+        with self._lock:
+            member.alive = False
+            member.error = str(error)
+
+    def _all_dead_message(self) -> str:
+        reasons = "; ".join(f"{m.label}: {m.error or 'out of rotation'}" for m in self.members)
+        return f"pool {self.name!r}: no server left in rotation ({reasons})"
+
+    def member_of(self, image_id: str) -> PoolMember:
+        """The member that made pool image ``image_id``."""
+        number, sep, _ = image_id.partition(":")
+        if not sep or not number.isdigit() or not 1 <= int(number) <= len(self.members):
+            raise GeneratorError(
+                f"pool {self.name!r}: {image_id!r} is not an image id of this pool",
+                generator=self.name,
+            )
+        return self.members[int(number) - 1]
+
+    @staticmethod
+    def _inner_id(image_id: str) -> str:
+        return image_id.partition(":")[2]
+
+    # -- BaseImageGenerator ---------------------------------------------------------------
+
+    def test_connection(self) -> bool:
+        """Test every server: those that answer are (back) in rotation, the others out."""
+        any_ok = False
+        for member in self.members:
+            try:
+                ok = member.generator.test_connection()
+                error = None if ok else "not ready"
+            except GeneratorError as exc:
+                ok, error = False, str(exc)
+            with self._lock:
+                member.alive, member.error = ok, error
+            any_ok = any_ok or ok
+        return any_ok
+
+    def validate_dimensions(self, width: int, height: int) -> tuple[int, int]:
+        """What the members (all of one class and settings) make of ``width`` x ``height``."""
+        return self.members[0].generator.validate_dimensions(width, height)
+
+    def generate_image(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        width: int = 1080,
+        height: int = 1920,
+        seed: int = -1,
+        **kwargs: Any,
+    ) -> str | None:
+        """Make the image on the least busy live server; move it on a connection error."""
+        while True:
+            member = self._acquire()
+            try:
+                inner = member.generator.generate_image(
+                    prompt,
+                    negative_prompt=negative_prompt,
+                    width=width,
+                    height=height,
+                    seed=seed,
+                    **kwargs,
+                )
+            except GeneratorConnectionError as exc:
+                self.mark_dead(member, exc)
+                continue
+            finally:
+                self._release(member)
+            return None if inner is None else f"{member.number}:{inner}"
+
+    def download_image(self, image_id: str, output_path: str | Path) -> bool:
+        """Download from the server that made the image (a connection error takes it out)."""
+        member = self.member_of(image_id)
+        try:
+            return member.generator.download_image(self._inner_id(image_id), output_path)
+        except GeneratorConnectionError as exc:
+            self.mark_dead(member, exc)
+            raise
+
+    def image_info(self, image_id: str) -> ImageInfo | None:
+        """What the member that made ``image_id`` recorded about it (with the pool's id)."""
+        try:
+            member = self.member_of(image_id)
+        except GeneratorError:
+            return None
+        info = member.generator.image_info(self._inner_id(image_id))
+        return None if info is None else dataclasses.replace(info, image_id=image_id)
+
+    def safe_config(self) -> dict[str, Any]:
+        """The shared settings and the servers, secrets hidden."""
+        return dict(redact(self.config, self.members[0].generator.secret_settings))
+
+    def info(self) -> dict[str, Any]:
+        """Name, member class, settings (secrets hidden) and each server's state."""
+        data = super().info()
+        data["class"] = f"GeneratorPool[{type(self.members[0].generator).__name__}]"
+        data["servers"] = [
+            {"server": m.label, "alive": m.alive, "error": m.error} for m in self.members
+        ]
+        return data
+
+    def close(self) -> None:
+        """Close every member."""
+        for member in self.members:
+            member.generator.close()

@@ -1,0 +1,559 @@
+"""Running a batch: every job to a file, the servers kept busy, results as they finish.
+
+Queue-based servers (InvokeAI, ComfyUI) make one image at a time. A generator's
+``generate_image`` blocks until its image is done, and generators are thread-safe, so the
+runner keeps ``concurrency`` jobs in flight per server, each in its own worker thread: one
+runs on the server while the next waits in the server's queue, and each thread downloads
+its own image while the server is already making the next. A pool gets ``concurrency``
+threads per server. All threads of one generator take jobs from one shared queue, so a
+server that finishes early takes the next job at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from ..base import BaseImageGenerator
+from ..errors import GeneratorConnectionError, GeneratorError, GeneratorNotFoundError
+from ..generation import generate_to_file
+from ..progress import Progress
+from .jobs import Job, JobProblem
+from .manifest import ManifestWriter, manifest_name, read_manifest
+from .pool import GeneratorPool
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "BatchCallback",
+    "BatchCounts",
+    "BatchEvent",
+    "BatchRunner",
+    "BatchSummary",
+    "JobResult",
+    "JobStatus",
+    "run_batch",
+]
+
+log = logging.getLogger(__name__)
+
+#: Jobs in flight per server: one running, one waiting in the server's queue.
+DEFAULT_CONCURRENCY = 2
+
+JobStatus = Literal["done", "skipped", "failed"]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class JobResult:
+    """How one job ended.
+
+    ``status`` is ``done`` (made now), ``skipped`` (its file was already there, whole) or
+    ``failed`` (``error`` says why). ``seed`` is the seed really used; ``server`` the pool
+    server that made it; ``image_id`` the server's own id for the image. ``timings`` holds
+    seconds: ``queued`` (waiting in the server's queue, when the generator reports it),
+    ``generate`` (request to image done), ``download`` (image done to file in place) and
+    ``total``. ``note`` warns about a skipped file made from another request.
+    """
+
+    job: Job
+    status: JobStatus
+    path: Path
+    seed: int | None = None
+    generator: str | None = None
+    server: str | None = None
+    image_id: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    error_type: str | None = None
+    attempts: int = 0
+    note: str | None = None
+    finished_at: str = field(default_factory=_now)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the job's image is in place (made now or already there)."""
+        return self.status != "failed"
+
+    def record(self) -> dict[str, Any]:
+        """The job's manifest record (JSON-ready)."""
+        return {
+            "job": self.job.index,
+            "name": self.job.name,
+            "file": self.path.name,
+            "status": self.status,
+            "request": self.job.request(),
+            "seed": self.seed,
+            "generator": self.generator,
+            "server": self.server,
+            "image_id": self.image_id,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "error": self.error,
+            "error_type": self.error_type,
+            "attempts": self.attempts,
+            "note": self.note,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    """How far a batch is: jobs in all, done, skipped, failed and running now."""
+
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    running: int = 0
+
+    @property
+    def finished(self) -> int:
+        """Jobs that are done, skipped or failed."""
+        return self.done + self.skipped + self.failed
+
+
+@dataclass(frozen=True)
+class BatchEvent:
+    """What a batch's ``on_progress`` callback receives.
+
+    ``kind`` is ``started`` (a job was sent to its generator), ``progress`` (the generator
+    reported ``progress`` for it) or ``finished`` (``result`` says how it ended).
+    """
+
+    kind: Literal["started", "progress", "finished"]
+    job: Job
+    counts: BatchCounts
+    progress: Progress | None = None
+    result: JobResult | None = None
+
+
+#: A batch progress callback. It is called from worker threads: keep it quick.
+BatchCallback = Callable[[BatchEvent], None]
+
+
+@dataclass
+class BatchSummary:
+    """The end of a batch: counts, the failures, and jobs never started (after a stop)."""
+
+    total: int
+    done: int
+    skipped: int
+    failed: int
+    not_run: int
+    elapsed: float
+    failures: list[JobResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No job failed and every job ran."""
+        return not self.failed and not self.not_run
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready data."""
+        return {
+            "total": self.total,
+            "done": self.done,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "not_run": self.not_run,
+            "elapsed": round(self.elapsed, 3),
+            "failures": [
+                {"job": r.job.index, "name": r.job.name, "error": r.error} for r in self.failures
+            ],
+        }
+
+
+_WORKER_DONE = object()
+
+
+class BatchRunner:
+    """Runs jobs with ``generator`` into the folder ``out_dir``.
+
+    ``generators`` maps the names that jobs give in their ``generator`` key to generators
+    (jobs without one use ``generator``). ``concurrency`` is the number of jobs in flight per
+    server (default 2: one running, one queued). ``force`` remakes images that are already
+    there. ``on_progress`` receives :class:`BatchEvent` reports from worker threads.
+    ``manifest=False`` writes no manifest; ``shard=(k, n)`` names the manifest after the
+    shard. The runner does not close the generators: their owner does.
+
+    ::
+
+        runner = BatchRunner(generator, "book")
+        for result in runner.run(load_jobs("book.yaml")):
+            print(result.status, result.path)
+        print(runner.summary())
+    """
+
+    def __init__(
+        self,
+        generator: BaseImageGenerator,
+        out_dir: str | Path,
+        *,
+        generators: Mapping[str, BaseImageGenerator] | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        force: bool = False,
+        on_progress: BatchCallback | None = None,
+        manifest: bool = True,
+        shard: tuple[int, int] | None = None,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be 1 or more, got {concurrency!r}")
+        self.generator = generator
+        self.generators = dict(generators or {})
+        self.out_dir = Path(out_dir)
+        self.concurrency = concurrency
+        self.force = force
+        self.on_progress = on_progress
+        self.manifest_path = self.out_dir / manifest_name(shard) if manifest else None
+        self._manifest = ManifestWriter(self.manifest_path) if self.manifest_path else None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._counts = BatchCounts()
+        self._failures: list[JobResult] = []
+        self._started = time.perf_counter()
+        self._ended: float | None = None
+
+    # -- planning ---------------------------------------------------------------------
+
+    def generator_for(self, job: Job) -> BaseImageGenerator:
+        """The generator that makes ``job``."""
+        if job.generator is None:
+            return self.generator
+        if job.generator in self.generators:
+            return self.generators[job.generator]
+        if job.generator == self.generator.name:
+            return self.generator
+        raise GeneratorNotFoundError(job.generator, [self.generator.name, *self.generators])
+
+    def check(self, jobs: Iterable[Job]) -> list[JobProblem]:
+        """Problems that would make jobs fail for sure: unknown generator, size refused."""
+        problems: list[JobProblem] = []
+        for job in jobs:
+            try:
+                self.generator_for(job).validate_dimensions(job.width, job.height)
+            except GeneratorError as exc:
+                problems.append(JobProblem(str(exc), job.source, job.index, job.line))
+        return problems
+
+    def path_for(self, job: Job) -> Path:
+        """Where ``job``'s image goes."""
+        return self.out_dir / job.filename
+
+    def is_done(self, job: Job) -> bool:
+        """Whether ``job``'s file is already there as a whole, valid image."""
+        from ..files import verify_image
+
+        path = self.path_for(job)
+        if not path.is_file():
+            return False
+        try:
+            verify_image(path)
+        except GeneratorError:
+            return False
+        return True
+
+    # -- running ----------------------------------------------------------------------
+
+    def run(self, jobs: Iterable[Job]) -> Iterator[JobResult]:
+        """Run ``jobs`` and yield each :class:`JobResult` as it finishes.
+
+        Jobs whose file is already there, whole, are yielded first as ``skipped`` (unless
+        ``force``). A failed job does not stop the others. Stopping the iteration (``break``,
+        an exception, Ctrl-C) calls :meth:`stop`: no new job starts; call :meth:`wait` to let
+        the running ones finish and write their files.
+        """
+        jobs = list(jobs)
+        for job in jobs:
+            self.generator_for(job)  # unknown generator names fail before anything runs
+        self._stop.clear()
+        self._started = time.perf_counter()
+        self._ended = None
+        self._failures = []
+        self._counts = BatchCounts(total=len(jobs))
+        previous = read_manifest(self.out_dir) if self.out_dir.is_dir() else {}
+        try:
+            todo: list[Job] = []
+            for job in jobs:
+                if not self.force and self.is_done(job):
+                    result = self._skipped(job, previous.get(job.name))
+                    self._finish(result)
+                    yield result
+                else:
+                    todo.append(job)
+            yield from self._run_workers(todo)
+        finally:
+            self.stop()
+            if not any(t.is_alive() for t in self._threads) and self._manifest is not None:
+                self._manifest.close()
+            self._ended = time.perf_counter()
+
+    def _run_workers(self, todo: Sequence[Job]) -> Iterator[JobResult]:
+        if not todo:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        results: queue.Queue[object] = queue.Queue()
+        groups: dict[int, tuple[BaseImageGenerator, queue.SimpleQueue[Job]]] = {}
+        for job in todo:
+            gen = self.generator_for(job)
+            groups.setdefault(id(gen), (gen, queue.SimpleQueue()))[1].put(job)
+        self._threads = []
+        for gen, jobs_queue in groups.values():
+            servers = len(gen.members) if isinstance(gen, GeneratorPool) else 1
+            count = min(jobs_queue.qsize(), servers * self.concurrency)
+            for n in range(count):
+                thread = threading.Thread(
+                    target=self._worker,
+                    args=(gen, jobs_queue, results),
+                    name=f"imagegen-batch-{gen.name}-{n + 1}",
+                    daemon=True,  # Ctrl-C twice must be able to end the process
+                )
+                self._threads.append(thread)
+        for thread in self._threads:
+            thread.start()
+        running = len(self._threads)
+        while running:
+            try:
+                item = results.get(timeout=0.2)  # a timeout keeps Ctrl-C responsive
+            except queue.Empty:
+                continue
+            if item is _WORKER_DONE:
+                running -= 1
+            elif isinstance(item, JobResult):
+                yield item
+
+    def _worker(
+        self,
+        gen: BaseImageGenerator,
+        jobs_queue: queue.SimpleQueue[Job],
+        results: queue.Queue[object],
+    ) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    job = jobs_queue.get_nowait()
+                except queue.Empty:
+                    break
+                result = self._run_job(job, gen)
+                self._finish(result)
+                results.put(result)
+        finally:
+            results.put(_WORKER_DONE)
+
+    def _run_job(self, job: Job, gen: BaseImageGenerator) -> JobResult:
+        path = self.path_for(job)
+        with self._lock:
+            self._counts = _bump(self._counts, running=1)
+        self._emit("started", job)
+        marks: dict[str, float] = {}
+
+        def on_progress(progress: Progress) -> None:
+            if progress.stage in {"running", "step"}:
+                marks.setdefault("running", time.perf_counter())
+            self._emit("progress", job, progress=progress)
+
+        attempts = 0
+        # A pool moves a job whose server dropped while generating; a server that dropped
+        # during the download made an image no one can fetch, so the job is made again
+        # elsewhere. Nothing else is retried: the same request would fail the same way.
+        max_attempts = len(gen.members) if isinstance(gen, GeneratorPool) else 1
+        while True:
+            attempts += 1
+            marks.clear()
+            submitted = time.perf_counter()
+            try:
+                made = generate_to_file(
+                    gen,
+                    path,
+                    job.prompt,
+                    negative_prompt=job.negative_prompt,
+                    width=job.width,
+                    height=job.height,
+                    seed=job.seed,
+                    on_progress=on_progress,
+                    **job.extra,
+                )
+            except GeneratorConnectionError as exc:
+                if (
+                    isinstance(gen, GeneratorPool)
+                    and attempts < max_attempts
+                    and gen.live_members()
+                ):
+                    continue
+                return self._failed(job, gen, exc, attempts, submitted)
+            except Exception as exc:  # a job's failure, whatever it is, must not stop the batch
+                return self._failed(job, gen, exc, attempts, submitted)
+            break
+        timings = dict(made.timings)
+        if "running" in marks:
+            timings["queued"] = marks["running"] - submitted
+        server, image_id = None, made.image_id
+        if isinstance(gen, GeneratorPool):
+            server = gen.member_of(made.image_id).label
+            image_id = GeneratorPool._inner_id(made.image_id)
+        return JobResult(
+            job=job,
+            status="done",
+            path=path,
+            seed=made.info.seed,
+            generator=made.info.generator or gen.name,
+            server=server,
+            image_id=image_id,
+            timings=timings,
+            attempts=attempts,
+        )
+
+    def _failed(
+        self, job: Job, gen: BaseImageGenerator, exc: BaseException, attempts: int, since: float
+    ) -> JobResult:
+        if not isinstance(exc, GeneratorError):
+            log.error("job %s failed with an unexpected error", job.index, exc_info=exc)
+        return JobResult(
+            job=job,
+            status="failed",
+            path=self.path_for(job),
+            generator=gen.name,
+            timings={"total": time.perf_counter() - since},
+            error=str(exc) or type(exc).__name__,
+            error_type=type(exc).__name__,
+            attempts=attempts,
+        )
+
+    def _skipped(self, job: Job, previous: Mapping[str, Any] | None) -> JobResult:
+        result = JobResult(job=job, status="skipped", path=self.path_for(job))
+        if previous is not None and previous.get("status") in {"done", "skipped"}:
+            result.seed = previous.get("seed")
+            result.generator = previous.get("generator")
+            result.server = previous.get("server")
+            result.image_id = previous.get("image_id")
+            old = previous.get("request")
+            if isinstance(old, dict) and not _same_request(old, job.request()):
+                result.note = (
+                    "the existing image was made from a different request "
+                    "(use --force to make it again)"
+                )
+            return result
+        # No record of this file (made by hand, or the manifest is gone): read what the
+        # image says about itself, and record it.
+        from ..files import METADATA_PREFIX, read_png_text
+
+        try:
+            text = read_png_text(result.path)
+        except Exception:  # not a PNG, or unreadable text: the image is still whole
+            text = {}
+        seed = text.get(METADATA_PREFIX + "seed", "")
+        result.seed = int(seed) if seed.lstrip("-").isdigit() else None
+        result.generator = text.get(METADATA_PREFIX + "generator")
+        if self._manifest is not None:
+            self._manifest.write(result.record())
+        return result
+
+    def _finish(self, result: JobResult) -> None:
+        if result.status != "skipped" and self._manifest is not None:
+            try:
+                self._manifest.write(result.record())
+            except OSError as exc:  # the image is in place; a lost record must not lose it
+                log.error("cannot write the manifest %s: %s", self.manifest_path, exc)
+        with self._lock:
+            running = -1 if result.status != "skipped" else 0
+            if result.status == "done":
+                self._counts = _bump(self._counts, done=1, running=running)
+            elif result.status == "skipped":
+                self._counts = _bump(self._counts, skipped=1)
+            else:
+                self._counts = _bump(self._counts, failed=1, running=running)
+                self._failures.append(result)
+        self._emit("finished", result.job, result=result)
+
+    def _emit(
+        self,
+        kind: Literal["started", "progress", "finished"],
+        job: Job,
+        *,
+        progress: Progress | None = None,
+        result: JobResult | None = None,
+    ) -> None:
+        if self.on_progress is None:
+            return
+        try:
+            self.on_progress(BatchEvent(kind, job, self.counts, progress, result))
+        except Exception:  # a broken display must not fail the job it reports on
+            log.exception("batch progress callback failed")
+
+    # -- control ----------------------------------------------------------------------
+
+    @property
+    def counts(self) -> BatchCounts:
+        """How far the current (or last) batch is."""
+        with self._lock:
+            return self._counts
+
+    def stop(self) -> None:
+        """Start no new job; jobs already sent to a server carry on (see :meth:`wait`)."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for running jobs to finish; return whether they all did within ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            while thread.is_alive():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                thread.join(0.2 if left is None else min(0.2, left))  # stays interruptible
+        if self._manifest is not None:
+            self._manifest.close()
+        return True
+
+    def summary(self) -> BatchSummary:
+        """Counts, failures and elapsed time of the current (or last) batch."""
+        with self._lock:
+            counts, failures = self._counts, list(self._failures)
+        end = self._ended if self._ended is not None else time.perf_counter()
+        return BatchSummary(
+            total=counts.total,
+            done=counts.done,
+            skipped=counts.skipped,
+            failed=counts.failed,
+            not_run=counts.total - counts.finished,
+            elapsed=end - self._started,
+            failures=sorted(failures, key=lambda r: r.job.index),
+        )
+
+
+def _bump(counts: BatchCounts, **delta: int) -> BatchCounts:
+    return BatchCounts(
+        total=counts.total,
+        done=counts.done + delta.get("done", 0),
+        skipped=counts.skipped + delta.get("skipped", 0),
+        failed=counts.failed + delta.get("failed", 0),
+        running=counts.running + delta.get("running", 0),
+    )
+
+
+def _same_request(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    keys = set(old) | set(new)
+    return all(old.get(k) == new.get(k) for k in keys)
+
+
+def run_batch(
+    jobs: Iterable[Job],
+    generator: BaseImageGenerator,
+    out_dir: str | Path,
+    **options: Any,
+) -> Iterator[JobResult]:
+    """Run ``jobs`` with ``generator`` into ``out_dir``; yield results as they finish.
+
+    ``options`` are those of :class:`BatchRunner` (``concurrency``, ``force``,
+    ``on_progress``...). Use :class:`BatchRunner` directly for counts and a summary.
+    """
+    return BatchRunner(generator, out_dir, **options).run(jobs)
