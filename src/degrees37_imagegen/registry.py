@@ -227,7 +227,8 @@ class GeneratorRegistry:
         """Create the generator called ``name`` (default: see :meth:`default_name`).
 
         ``name`` is a configured entry or a registered plugin name. ``config`` is merged over
-        the entry's settings from the configuration file. Raises
+        the entry's settings from the configuration file. An entry with ``servers:`` gives a
+        :class:`~degrees37_imagegen.batch.GeneratorPool`, one generator per server. Raises
         :class:`GeneratorNotFoundError` (listing the available names) for an unknown name and
         :class:`ConfigError` (naming file and key) for bad settings.
         """
@@ -240,7 +241,14 @@ class GeneratorRegistry:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UnknownSettingWarning)
             try:
-                generator = cls(settings, name=entry_name)
+                if "servers" in settings:  # one generator per server, used as one
+                    from .batch.pool import GeneratorPool
+
+                    generator: BaseImageGenerator = GeneratorPool.from_settings(
+                        cls, settings, name=entry_name
+                    )
+                else:
+                    generator = cls(settings, name=entry_name)
             except ConfigError as exc:
                 line = cfg.lines.get(f"{prefix}.{exc.key}") if exc.key else None
                 raise exc.located(path=cfg.path, key_prefix=prefix, line=line) from None
