@@ -1,0 +1,349 @@
+"""``imagegen batch``: a jobs file to a folder of images, resumable, servers kept busy."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+
+import typer
+
+from ._errors import EXIT_FAILED, EXIT_USAGE, cli_errors, echo_err
+
+if TYPE_CHECKING:
+    from ..base import BaseImageGenerator
+    from ..batch import BatchRunner, BatchSummary, Job, JobProblem, JobResult
+    from ..registry import GeneratorRegistry
+
+__all__ = ["batch"]
+
+EXIT_INTERRUPTED = 130
+
+
+def _shard_option(value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return None
+    from ..batch.jobs import parse_shard
+
+    try:
+        parse_shard(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def batch(
+    jobs_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="JOBS",
+            help="Jobs file: YAML or JSON (a list, or 'defaults:' and 'jobs:'), JSON Lines or CSV.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output folder [default: the jobs file's name without extension, here].",
+            show_default=False,
+        ),
+    ] = None,
+    generator: Annotated[
+        Optional[str],
+        typer.Option(
+            "--generator",
+            "-g",
+            help="Generator for jobs that name none [default: the config's default_generator].",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            "-j",
+            min=1,
+            help="Jobs in flight per server: 2 keeps one running and one queued.",
+        ),
+    ] = 2,
+    force: Annotated[
+        bool, typer.Option("--force", help="Make every image again, even those already there.")
+    ] = False,
+    shard: Annotated[
+        Optional[str],
+        typer.Option(
+            "--shard",
+            metavar="K/N",
+            callback=_shard_option,
+            help="Run only shard K of N (jobs K, K+N, K+2N...), to share a jobs file and an "
+            "output folder between machines.",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option("--config", "-c", help="Configuration file (YAML).", show_default=False),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON object per finished job, then a summary."),
+    ] = False,
+    contact_sheet: Annotated[
+        bool,
+        typer.Option(
+            "--contact-sheet", help="Also write contact_sheet.png: every image as a thumbnail."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Check the jobs and show what would be made; make nothing."),
+    ] = False,
+) -> None:
+    """Make every image of a jobs file into a folder; run it again to finish what is left.
+
+    Images already there (whole) are skipped, a failed job does not stop the others, and
+    the folder's manifest.jsonl records each job. Exit codes: 0 all done, 1 some job failed,
+    2 bad jobs file or options (nothing made), 130 interrupted.
+    """
+    from ..batch import BatchRunner, load_jobs, parse_shard
+    from ..batch import shard as take_shard
+
+    with cli_errors(), contextlib.ExitStack() as stack:
+        jobs = _load(jobs_file, load_jobs)
+        registry = _registry(config)
+        default = stack.enter_context(registry.get_generator(generator))
+        others, problems = _other_generators(registry, jobs, default, stack)
+        shard_kn = parse_shard(shard) if shard else None
+        out_dir = out if out is not None else Path(jobs_file.stem)
+        runner = BatchRunner(
+            default,
+            out_dir,
+            generators=others,
+            concurrency=concurrency,
+            force=force,
+            shard=shard_kn,
+        )
+        bad = {p.index for p in problems}  # jobs with an unknown generator: nothing to check
+        problems += runner.check(j for j in jobs if j.index not in bad)
+        if problems:
+            _report_problems(problems, jobs_file)
+        selected = take_shard(jobs, *shard_kn) if shard_kn else jobs
+        if dry_run:
+            _dry_run(runner, selected, as_json)
+            return
+        summary = _run(runner, selected, as_json)
+        if contact_sheet and summary.done + summary.skipped:
+            _contact_sheet(runner, jobs, as_json)
+        _finish(summary, runner, as_json)
+
+
+# -- preparing ---------------------------------------------------------------------------
+
+
+def _registry(config: Path | None) -> GeneratorRegistry:
+    from ._registry import open_registry
+
+    return open_registry(config)
+
+
+def _load(path: Path, load_jobs: Any) -> list[Job]:
+    from ..batch import JobsFileError
+
+    try:
+        jobs: list[Job] = load_jobs(path)
+    except JobsFileError as exc:
+        _report_problems(exc.problems, path)
+    if not jobs:
+        echo_err(f"error: {path}: no jobs")
+        raise typer.Exit(EXIT_USAGE)
+    return jobs
+
+
+def _other_generators(
+    registry: GeneratorRegistry,
+    jobs: Sequence[Job],
+    default: BaseImageGenerator,
+    stack: contextlib.ExitStack,
+) -> tuple[dict[str, BaseImageGenerator], list[JobProblem]]:
+    """The generators that jobs name, made once each; unknown names are job problems."""
+    from ..batch import JobProblem
+    from ..errors import GeneratorNotFoundError
+
+    made: dict[str, BaseImageGenerator] = {}
+    problems: list[JobProblem] = []
+    for job in jobs:
+        name = job.generator
+        if name is None or name == default.name or name in made:
+            continue
+        try:
+            made[name] = stack.enter_context(registry.get_generator(name))
+        except GeneratorNotFoundError as exc:
+            problems.append(JobProblem(str(exc), job.source, job.index, job.line))
+    return made, problems
+
+
+def _report_problems(problems: Sequence[JobProblem], path: Path) -> NoReturn:
+    shown = 20  # enough to see the pattern; the count says how many there are
+    for problem in problems[:shown]:
+        echo_err(f"error: {problem}")
+    if len(problems) > shown:
+        echo_err(f"error: ... and {len(problems) - shown} more")
+    count = len(problems)
+    echo_err(f"{count} problem{'s' if count != 1 else ''} in {path}; nothing was generated")
+    raise typer.Exit(EXIT_USAGE)
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+def _dry_run(runner: BatchRunner, jobs: Sequence[Job], as_json: bool) -> None:
+    for job in jobs:
+        action = "make" if runner.force or not runner.is_done(job) else "skip"
+        target = runner.path_for(job)
+        if as_json:
+            typer.echo(json.dumps({"job": job.index, "action": action, "file": str(target)}))
+        else:
+            typer.echo(f"{action}  {target}  {job.width}x{job.height}  {job.prompt[:60]}")
+
+
+def _line(result: JobResult, position: int, total: int) -> str:
+    width = len(str(total))
+    head = f"[{position:>{width}}/{total}] {result.status:<7} {result.path.name}"
+    if result.status == "failed":
+        return f"{head}: {result.error}"
+    if result.status == "skipped":
+        return head + " (already there" + (f"; {result.note})" if result.note else ")")
+    parts = [head, f"seed {result.seed}"]
+    if result.server:
+        parts.append(result.server)
+    parts.append(f"{result.timings.get('total', 0.0):.1f}s")
+    return "  ".join(parts)
+
+
+def _as_json(result: JobResult) -> str:
+    return json.dumps({**result.record(), "path": str(result.path)}, ensure_ascii=False)
+
+
+@contextlib.contextmanager
+def _display(total: int, as_json: bool) -> Iterator[Any]:
+    """A function to show each result: JSON lines, plain lines, or a rich progress bar."""
+    if as_json or not sys.stderr.isatty():
+        position = 0
+
+        def show(result: JobResult) -> None:
+            nonlocal position
+            position += 1
+            if as_json:
+                typer.echo(_as_json(result))
+            else:
+                echo_err(_line(result, position, total))
+
+        yield show
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    to_make = total
+    with Progress(
+        TextColumn("[bold]batch"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("batch", total=total, counts="")
+
+        def show_rich(result: JobResult) -> None:
+            nonlocal to_make
+            counts[result.status] += 1
+            text = f"done {counts['done']} skipped {counts['skipped']} failed {counts['failed']}"
+            if result.status == "skipped":
+                # Skipped jobs take no time: leaving them out of the total keeps the ETA true.
+                to_make -= 1
+                progress.update(task, total=to_make, counts=text)
+                return
+            if result.status == "failed":
+                progress.console.print(
+                    f"[red]failed[/red] {result.path.name}: {result.error}",
+                    markup=True,
+                    highlight=False,
+                )
+            progress.update(task, advance=1, counts=text)
+
+        yield show_rich
+
+
+def _run(runner: BatchRunner, jobs: Sequence[Job], as_json: bool) -> BatchSummary:
+    if not as_json:
+        echo_err(f"{len(jobs)} job(s) into {runner.out_dir}/ with {runner.generator.name}")
+    try:
+        with _display(len(jobs), as_json) as show:
+            for result in runner.run(jobs):
+                show(result)
+    except KeyboardInterrupt:
+        running = runner.counts.running
+        echo_err(
+            f"interrupted: no new job starts; waiting for {running} running job(s) "
+            "(Ctrl-C again to abandon them)"
+        )
+        try:
+            runner.wait()
+        except KeyboardInterrupt:
+            echo_err(f"abandoned {runner.counts.running} running job(s); no partial file is left")
+        _finish(runner.summary(), runner, as_json, interrupted=True)
+    return runner.summary()
+
+
+def _contact_sheet(runner: BatchRunner, jobs: Sequence[Job], as_json: bool) -> None:
+    from ..batch import make_contact_sheet
+    from ..batch.jobs import CONTACT_SHEET_NAME
+
+    # Every job of the file, not only this shard: the sheet shows the whole book.
+    items = [(job.name, runner.path_for(job)) for job in jobs]
+    path = make_contact_sheet(items, runner.out_dir / f"{CONTACT_SHEET_NAME}.png")
+    if not as_json:
+        echo_err(f"contact sheet: {path}")
+
+
+def _finish(
+    summary: BatchSummary, runner: BatchRunner, as_json: bool, *, interrupted: bool = False
+) -> None:
+    if as_json:
+        data = {"summary": {**summary.as_dict(), "out": str(runner.out_dir)}}
+        typer.echo(json.dumps(data, ensure_ascii=False))
+    else:
+        line = (
+            f"{summary.total} job(s): {summary.done} done, {summary.skipped} skipped, "
+            f"{summary.failed} failed"
+        )
+        if summary.not_run:
+            line += f", {summary.not_run} not run"
+        echo_err(f"{line} in {summary.elapsed:.1f}s")
+        for failure in summary.failures:
+            echo_err(f"  failed: {failure.job.where} {failure.path.name}: {failure.error}")
+        if runner.manifest_path is not None and runner.manifest_path.exists():
+            echo_err(f"manifest: {runner.manifest_path}")
+        if interrupted or summary.not_run:
+            echo_err("run the same command again to make the rest")
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.failed:
+        raise typer.Exit(EXIT_FAILED)
