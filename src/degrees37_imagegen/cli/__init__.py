@@ -12,6 +12,7 @@ import typer
 
 from .. import __version__
 from . import _errors
+from .batch import batch
 from .generate import generate
 from .info import check, config_command, plugins
 
@@ -53,6 +54,7 @@ def _root(
 
 
 app.command()(generate)
+app.command()(batch)
 app.command()(plugins)
 app.command("config")(config_command)
 app.command()(check)
