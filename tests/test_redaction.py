@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from degrees37_imagegen import redact
-from degrees37_imagegen.redaction import REDACTED, is_secret_key, redact_url
+from degrees37_imagegen.redaction import REDACTED, is_secret_key, redact_text, redact_url
 
 
 def test_secret_keys() -> None:
@@ -35,3 +35,14 @@ def test_url_passwords() -> None:
     assert redact_url("https://bob:hunter2@h:8443/x?y=1") == "https://bob:***@h:8443/x?y=1"
     assert redact_url("http://h:1/") == "http://h:1/"
     assert redact({"servers": ["http://a:pw@h"]}) == {"servers": ["http://a:***@h"]}
+
+
+def test_redact_text_for_log_lines() -> None:
+    line = (
+        'HTTP Request: GET http://bob:hunter2@gpu:9090/api?token=abc123&x=1 "HTTP/1.1 200 OK" '
+        "Authorization: Bearer eyJhbGciOi.x-y_z"
+    )
+    out = redact_text(line)
+    for secret in ("hunter2", "abc123", "eyJhbGciOi"):
+        assert secret not in out
+    assert "http://bob:***@gpu:9090/api?token=***&x=1" in out

@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["REDACTED", "is_secret_key", "redact", "redact_url"]
+__all__ = ["REDACTED", "is_secret_key", "redact", "redact_text", "redact_url"]
 
 #: What a secret value is replaced with.
 REDACTED = "***"
@@ -21,6 +21,21 @@ _SECRET_KEY = re.compile(
 def is_secret_key(key: str, extra: Collection[str] = ()) -> bool:
     """Whether a setting or header named ``key`` holds a secret."""
     return key in extra or bool(_SECRET_KEY.search(key))
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+_QUERY_SECRET = re.compile(
+    r"((?:token|secret|password|passwd|api[_-]?key|apikey|auth)[^=&\s]*=)[^&\s\"']+",
+    re.IGNORECASE,
+)
+_BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    """Hide URL passwords, secret query parameters and bearer tokens in free text (logs)."""
+    text = _URL_PASSWORD.sub(rf"\1{REDACTED}@", text)
+    text = _QUERY_SECRET.sub(rf"\1{REDACTED}", text)
+    return _BEARER.sub(rf"\1{REDACTED}", text)
 
 
 def redact_url(url: str) -> str:

@@ -113,3 +113,25 @@ def test_slugify() -> None:
     assert slugify("  Hello, World!  ") == "hello-world"
     assert slugify("!!!") == "image"
     assert len(slugify("word " * 50)) <= 48
+
+
+def test_debug_log_lines_hide_secrets(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from degrees37_imagegen.cli import _errors
+
+    root = logging.getLogger()
+    before = list(root.handlers), root.level
+    try:
+        _errors.setup(True)
+        logging.getLogger("httpx").info(
+            "HTTP Request: %s %s", "GET", "http://u:pa55word@h:1/x?api_key=k3y"
+        )
+    finally:
+        _errors.setup(False)
+        root.handlers[:] = before[0]
+        root.setLevel(before[1])
+    err = capsys.readouterr().err
+    assert "HTTP Request: GET http://u:***@h:1/x?api_key=***" in err
+    assert "pa55word" not in err
+    assert "k3y" not in err

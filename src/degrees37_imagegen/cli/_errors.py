@@ -58,17 +58,31 @@ def _show_warning(
         echo_err(f"warning: {message}")
 
 
+class RedactingFilter(logging.Filter):
+    """Hides secrets in log lines: httpx logs whole URLs, which may carry a password."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with secrets hidden; never drops a record."""
+        from ..redaction import redact_text
+
+        record.msg = redact_text(record.getMessage())
+        record.args = None
+        return True
+
+
 def setup(debug: bool) -> None:
     """Install the one-line warning format and, with ``--debug``, request logging."""
     state.debug = debug
     warnings.showwarning = _show_warning
     if debug:
-        logging.basicConfig(
-            level=logging.DEBUG,
-            stream=sys.stderr,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-        # httpx logs method and URL only (never headers), so secrets in headers stay hidden.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(RedactingFilter())
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+        # httpx logs each request's method, URL and status (never headers); httpcore's
+        # connection-level chatter is noise.
         logging.getLogger("httpcore").setLevel(logging.INFO)
 
 
