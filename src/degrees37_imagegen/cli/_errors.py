@@ -74,11 +74,14 @@ def setup(debug: bool) -> None:
     """Install the one-line warning format and, with ``--debug``, request logging."""
     state.debug = debug
     warnings.showwarning = _show_warning
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_imagegen", False)]:
+        root.removeHandler(old)
     if debug:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.addFilter(RedactingFilter())
-        root = logging.getLogger()
+        handler._imagegen = True  # type: ignore[attr-defined]
         root.addHandler(handler)
         root.setLevel(logging.DEBUG)
         # httpx logs each request's method, URL and status (never headers); httpcore's
