@@ -1,0 +1,247 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from degrees37_imagegen import read_png_text
+from degrees37_imagegen.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def jobs_file(folder: Path, n: int, name: str = "book.yaml", **defaults: object) -> Path:
+    data = {
+        "defaults": {"width": 64, "height": 96, **defaults},
+        "jobs": [{"prompt": f"scene {i}: the keeper climbs"} for i in range(1, n + 1)],
+    }
+    path = folder / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def pngs(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("*.png") if p.name != "contact_sheet.png")
+
+
+def test_a_book_of_25_at_1080x1920_with_the_mock(in_tmp: Path) -> None:
+    jobs = [{"prompt": f"scene {i}: the lighthouse keeper at dawn"} for i in range(1, 26)]
+    (in_tmp / "book.yaml").write_text(
+        yaml.safe_dump({"defaults": {"width": 1080, "height": 1920}, "jobs": jobs}),
+        encoding="utf-8",
+    )
+    code, out, err = invoke("batch", "book.yaml", "--generator", "mock")
+    assert code == 0, err
+    assert out == ""
+    files = pngs(in_tmp / "book")
+    assert len(files) == 25
+    assert files[0] == "001-scene-1-the-lighthouse-keeper-at-dawn.png"
+    with Image.open(in_tmp / "book" / files[0]) as img:
+        assert img.size == (1080, 1920)
+    text = read_png_text(in_tmp / "book" / files[0])
+    assert text["imagegen:prompt"] == "scene 1: the lighthouse keeper at dawn"
+    assert text["imagegen:generator"] == "mock"
+    assert len((in_tmp / "book" / "manifest.jsonl").read_text().splitlines()) == 25
+    assert "25 job(s): 25 done, 0 skipped, 0 failed" in err
+    assert "[25/25] done" in err
+
+
+def test_rerun_skips_what_is_there_and_makes_the_rest(in_tmp: Path) -> None:
+    path = jobs_file(in_tmp, 6)
+    assert invoke("batch", str(path), "--out", "out")[0] == 0
+    for name in pngs(in_tmp / "out")[:2]:
+        (in_tmp / "out" / name).unlink()
+    code, _, err = invoke("batch", str(path), "--out", "out")
+    assert code == 0
+    assert "6 job(s): 2 done, 4 skipped, 0 failed" in err
+    code, _, err = invoke("batch", str(path), "--out", "out", "--force")
+    assert "6 job(s): 6 done, 0 skipped, 0 failed" in err
+
+
+def test_bad_jobs_are_all_reported_and_nothing_is_made(in_tmp: Path) -> None:
+    (in_tmp / "jobs.yaml").write_text(
+        textwrap.dedent(
+            """
+            - prompt: fine
+            - width: 10
+            - prompt: x
+              width: wide
+            - prompt: y
+              generator: nope
+            """
+        ).lstrip(),
+        encoding="utf-8",
+    )
+    code, out, err = invoke("batch", "jobs.yaml")
+    assert code == 2
+    assert out == ""
+    assert err.splitlines() == [
+        "error: jobs.yaml: job 2 (line 2): missing 'prompt'",
+        "error: jobs.yaml: job 3 (line 3): 'width' must be a whole number of pixels, "
+        "got 'wide' (str)",
+        "2 problems in jobs.yaml; nothing was generated",
+    ]
+    assert not (in_tmp / "jobs").exists()
+
+
+def test_unknown_generator_and_refused_size_are_found_before_anything_runs(
+    in_tmp: Path,
+) -> None:
+    (in_tmp / "jobs.jsonl").write_text(
+        '{"prompt": "a"}\n{"prompt": "b", "generator": "nope"}\n{"prompt": "c", "width": 20000}\n',
+        encoding="utf-8",
+    )
+    code, _, err = invoke("batch", "jobs.jsonl", "-g", "mock")
+    assert code == 2
+    lines = err.splitlines()
+    assert lines[0].startswith("error: jobs.jsonl: job 2 (line 2): unknown generator 'nope'")
+    assert lines[1] == "error: jobs.jsonl: job 3 (line 3): width 20000 is larger than 16384 pixels"
+    assert lines[2] == "2 problems in jobs.jsonl; nothing was generated"
+    assert not (in_tmp / "jobs").exists()
+
+
+def test_failures_are_summarised_and_exit_1(in_tmp: Path) -> None:
+    (in_tmp / "generators.yaml").write_text(
+        "generators:\n  broken:\n    class: mock\n    fail_rate: 1\n", encoding="utf-8"
+    )
+    (in_tmp / "jobs.csv").write_text(
+        "prompt,width,height,generator\ngood,32,32,\nbad,32,32,broken\nalso good,32,32,\n",
+        encoding="utf-8",
+    )
+    code, _, err = invoke("batch", "jobs.csv", "-c", "generators.yaml", "-g", "mock")
+    assert code == 1
+    assert "3 job(s): 2 done, 0 skipped, 1 failed" in err
+    assert (
+        "  failed: job 2 (line 3) 002-bad.png: generator 'broken': simulated generation "
+        "failure (fail_rate=1)" in err.splitlines()
+    )
+    assert pngs(in_tmp / "jobs") == ["001-good.png", "003-also-good.png"]
+
+
+def test_json_output(in_tmp: Path) -> None:
+    path = jobs_file(in_tmp, 3)
+    code, out, err = invoke("batch", str(path), "--json")
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 4
+    assert {line["status"] for line in lines[:3]} == {"done"}
+    assert all(Path(line["path"]).is_file() for line in lines[:3])
+    assert lines[3]["summary"]["done"] == 3
+    assert lines[3]["summary"]["failures"] == []
+
+
+def test_shards_share_one_folder_and_cover_every_job(in_tmp: Path) -> None:
+    path = jobs_file(in_tmp, 7)
+    for k in (1, 2, 3):
+        code, _, err = invoke("batch", str(path), "--out", "shared", "--shard", f"{k}/3")
+        assert code == 0, err
+    assert len(pngs(in_tmp / "shared")) == 7
+    manifests = sorted(p.name for p in (in_tmp / "shared").glob("manifest*.jsonl"))
+    assert manifests == ["manifest-1-of-3.jsonl", "manifest-2-of-3.jsonl", "manifest-3-of-3.jsonl"]
+    indexes = [
+        json.loads(line)["job"]
+        for name in manifests
+        for line in (in_tmp / "shared" / name).read_text().splitlines()
+    ]
+    assert sorted(indexes) == list(range(1, 8))
+
+
+@pytest.mark.parametrize("value", ["0/2", "2", "x/y"])
+def test_bad_shard_is_a_usage_error(in_tmp: Path, value: str) -> None:
+    path = jobs_file(in_tmp, 2)
+    code, _, err = invoke("batch", str(path), "--shard", value)
+    assert code == 2
+    assert "K/N" in err
+
+
+def test_contact_sheet(in_tmp: Path) -> None:
+    path = jobs_file(in_tmp, 5)
+    code, _, err = invoke("batch", str(path), "--contact-sheet")
+    assert code == 0, err
+    sheet = in_tmp / "book" / "contact_sheet.png"
+    with Image.open(sheet) as img:
+        assert img.width > 0
+    assert f"contact sheet: {Path('book') / 'contact_sheet.png'}" in err
+
+
+def test_dry_run_makes_nothing(in_tmp: Path) -> None:
+    path = jobs_file(in_tmp, 2)
+    code, out, _ = invoke("batch", str(path), "--dry-run")
+    assert code == 0
+    assert out.splitlines()[0].startswith(
+        f"make  {Path('book') / '001-scene-1-the-keeper-climbs.png'}"
+    )
+    assert not (in_tmp / "book").exists()
+
+
+def test_empty_and_missing_jobs_files(in_tmp: Path) -> None:
+    (in_tmp / "empty.yaml").write_text("", encoding="utf-8")
+    assert invoke("batch", "empty.yaml") == (2, "", "error: empty.yaml: no jobs\n")
+    code, _, err = invoke("batch", "missing.yaml")
+    assert code == 2
+    assert err.splitlines()[0] == "error: missing.yaml: jobs file not found"
+
+
+def test_help_lists_the_options() -> None:
+    code, out, _ = invoke("batch", "--help")
+    assert code == 0
+    for option in ("--out", "--generator", "--concurrency", "--force", "--shard", "--json"):
+        assert option in out
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_finishes_running_jobs_and_a_rerun_makes_the_rest(in_tmp: Path) -> None:
+    (in_tmp / "generators.yaml").write_text(
+        "generators:\n  slow:\n    class: mock\n    delay: 0.3\n", encoding="utf-8"
+    )
+    path = jobs_file(in_tmp, 12)
+    command = [
+        sys.executable,
+        "-c",
+        "from degrees37_imagegen.cli import main; main()",
+        "batch",
+        str(path),
+        "-c",
+        "generators.yaml",
+        "-g",
+        "slow",
+        "-j",
+        "1",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if "] done" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=30) == 130, err
+    assert "interrupted: no new job starts" in err
+    assert "run the same command again to make the rest" in err
+    made = pngs(in_tmp / "book")
+    assert 1 <= len(made) < 12
+    assert [p.name for p in (in_tmp / "book").iterdir() if p.name.startswith(".")] == []
+    for name in made:  # whole images only
+        with Image.open(in_tmp / "book" / name) as img:
+            img.verify()
+    code, _, err = invoke("batch", str(path), "-c", "generators.yaml", "-g", "mock")
+    assert code == 0
+    assert f"12 job(s): {12 - len(made)} done, {len(made)} skipped, 0 failed" in err
