@@ -510,6 +510,7 @@ class BatchRunner:
                 if left is not None and left <= 0:
                     return False
                 thread.join(0.2 if left is None else min(0.2, left))  # stays interruptible
+        self._ended = time.perf_counter()
         if self._manifest is not None:
             self._manifest.close()
         return True
