@@ -1,0 +1,194 @@
+"""Turning httpx failures and InvokeAI's error answers into the library's errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from degrees37_imagegen.errors import (
+    ConfigError,
+    GeneratorConnectionError,
+    GeneratorError,
+    GeneratorLimitError,
+    GeneratorTimeoutError,
+)
+
+from .errors import InvokeAIRequestError, InvokeAIServerError
+
+__all__ = [
+    "NOT_SENT_ERRORS",
+    "check_response",
+    "json_body",
+    "summarize_validation_errors",
+    "transport_error",
+    "was_not_sent",
+]
+
+#: httpx errors raised before any byte of the request reached the server: retrying the
+#: request cannot make the server act twice.
+NOT_SENT_ERRORS: tuple[type[httpx.HTTPError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+)
+
+_MAX_SHOWN_ERRORS = 3
+_MAX_MESSAGE = 160
+
+
+def was_not_sent(error: BaseException) -> bool:
+    """Whether ``error`` (or the httpx error it wraps) happened before the request was sent."""
+    cause = error if isinstance(error, httpx.HTTPError) else error.__cause__
+    return isinstance(cause, NOT_SENT_ERRORS)
+
+
+def transport_error(
+    exc: httpx.HTTPError, method: str, url: str, generator: str | None
+) -> GeneratorError:
+    """The library error for an httpx transport failure (no answer from the server)."""
+    what = f"{method} {url}"
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return GeneratorConnectionError(
+            f"cannot connect to InvokeAI for {what}: {exc or type(exc).__name__}",
+            generator=generator,
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return GeneratorTimeoutError(
+            f"InvokeAI did not answer {what} in time ({type(exc).__name__})", generator=generator
+        )
+    return GeneratorConnectionError(
+        f"connection to InvokeAI failed during {what}: {exc or type(exc).__name__}",
+        generator=generator,
+    )
+
+
+def _detail(response: httpx.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:_MAX_MESSAGE] if text else None
+    if isinstance(body, dict) and "detail" in body:
+        return body["detail"]
+    return body
+
+
+def _shorten(text: str, limit: int = _MAX_MESSAGE) -> str:
+    # A bad node type's message lists all ~300 valid types; the sentence before is enough.
+    head, sep, _ = text.partition(": '")
+    if sep and len(text) > limit and len(head) < limit:
+        return head
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def summarize_validation_errors(detail: Any) -> str:
+    """A short, readable summary of FastAPI's 422 ``detail`` list.
+
+    ``[{"loc": ["body", "batch", "graph", "nodes", "n", "noise", "width"], "msg": "Input
+    should be a multiple of 8", "input": 1001}]`` becomes ``batch.graph.nodes.n.noise.width:
+    Input should be a multiple of 8 (got 1001)``; at most three errors are shown.
+    """
+    if not isinstance(detail, list):
+        return _shorten(str(detail))
+    parts = []
+    for error in detail[:_MAX_SHOWN_ERRORS]:
+        if not isinstance(error, dict):
+            parts.append(_shorten(str(error)))
+            continue
+        loc = [str(p) for p in error.get("loc") or []]
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        text = _shorten(str(error.get("msg", "invalid")))
+        value = error.get("input")
+        if isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 40:
+            text += f" (got {value!r})"
+        parts.append(f"{'.'.join(loc)}: {text}" if loc else text)
+    more = len(detail) - _MAX_SHOWN_ERRORS
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def check_response(response: httpx.Response, generator: str | None) -> None:
+    """Raise the library error for an InvokeAI error answer; do nothing on success."""
+    status = response.status_code
+    if status < 400:
+        return
+    method = response.request.method
+    path = response.request.url.path
+    detail = _detail(response)
+    what = f"{method} {path}"
+    if status in (401, 403):
+        raise ConfigError(
+            f"InvokeAI refused {what} ({status}: {_shorten(str(detail))}); "
+            "check that the auth token is set and valid",
+            key="auth_token",
+            generator=generator,
+        )
+    if status == 429 or status == 503:
+        raise GeneratorLimitError(
+            f"InvokeAI is busy ({status}) for {what}: {_shorten(str(detail))}",
+            retry_after=_retry_after(response),
+            generator=generator,
+        )
+    if status == 409:
+        # InvokeAI answers 409 while image storage maintenance runs: worth retrying later.
+        raise GeneratorLimitError(
+            f"InvokeAI cannot serve {what} right now (409): {_shorten(str(detail))}",
+            retry_after=_retry_after(response),
+            generator=generator,
+        )
+    if status in (502, 504):
+        raise GeneratorConnectionError(
+            f"a proxy in front of InvokeAI answered {status} to {what}", generator=generator
+        )
+    if status >= 500:
+        raise InvokeAIServerError(
+            f"InvokeAI failed on {what} ({status}): {_shorten(str(detail))}",
+            status_code=status,
+            method=method,
+            path=path,
+            detail=detail,
+            generator=generator,
+        )
+    summary = summarize_validation_errors(detail) if status == 422 else _shorten(str(detail))
+    raise InvokeAIRequestError(
+        f"InvokeAI rejected {what} ({status}): {summary}",
+        status_code=status,
+        method=method,
+        path=path,
+        detail=detail,
+        generator=generator,
+    )
+
+
+def json_body(response: httpx.Response, generator: str | None) -> Any:
+    """The JSON body of a successful answer.
+
+    InvokeAI answers unknown paths with its web UI's HTML page (status 200), so an answer
+    that is not JSON means the URL does not lead to InvokeAI's API.
+    """
+    content_type = response.headers.get("content-type", "")
+    if "json" not in content_type:
+        raise GeneratorError(
+            f"{response.request.method} {response.request.url} answered "
+            f"{content_type.split(';')[0] or 'no content type'}, not InvokeAI's JSON: is "
+            "base_url the root of an InvokeAI server (e.g. http://localhost:9090)?",
+            generator=generator,
+        )
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise GeneratorError(
+            f"{response.request.method} {response.request.url} answered malformed JSON",
+            generator=generator,
+        ) from exc
