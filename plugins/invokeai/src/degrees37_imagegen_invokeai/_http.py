@@ -34,6 +34,8 @@ NOT_SENT_ERRORS: tuple[type[httpx.HTTPError], ...] = (
 )
 
 _MAX_SHOWN_ERRORS = 3
+_MAX_SUMMARY = 200
+_MAX_ERROR_MESSAGE = 100
 _MAX_MESSAGE = 160
 
 
@@ -82,29 +84,44 @@ def _shorten(text: str, limit: int = _MAX_MESSAGE) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _location(loc: list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    # Inside a node, pydantic adds the node type (the union's tag) after the node id.
+    if "nodes" in parts:
+        i = parts.index("nodes")
+        if len(parts) > i + 3:
+            del parts[i + 2]
+    return ".".join(parts)
+
+
 def summarize_validation_errors(detail: Any) -> str:
     """A short, readable summary of FastAPI's 422 ``detail`` list.
 
     ``[{"loc": ["body", "batch", "graph", "nodes", "n", "noise", "width"], "msg": "Input
-    should be a multiple of 8", "input": 1001}]`` becomes ``batch.graph.nodes.n.noise.width:
-    Input should be a multiple of 8 (got 1001)``; at most three errors are shown.
+    should be a multiple of 8", "input": 1001}]`` becomes ``batch.graph.nodes.n.width:
+    Input should be a multiple of 8 (got 1001)``. At most three errors are shown, fewer
+    when they are long.
     """
     if not isinstance(detail, list):
         return _shorten(str(detail))
-    parts = []
+    parts: list[str] = []
     for error in detail[:_MAX_SHOWN_ERRORS]:
         if not isinstance(error, dict):
-            parts.append(_shorten(str(error)))
-            continue
-        loc = [str(p) for p in error.get("loc") or []]
-        if loc and loc[0] == "body":
-            loc = loc[1:]
-        text = _shorten(str(error.get("msg", "invalid")))
-        value = error.get("input")
-        if isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 40:
-            text += f" (got {value!r})"
-        parts.append(f"{'.'.join(loc)}: {text}" if loc else text)
-    more = len(detail) - _MAX_SHOWN_ERRORS
+            part = _shorten(str(error), _MAX_ERROR_MESSAGE)
+        else:
+            where = _location(error.get("loc") or [])
+            part = _shorten(str(error.get("msg", "invalid")), _MAX_ERROR_MESSAGE)
+            value = error.get("input")
+            if isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 40:
+                part += f" (got {value!r})"
+            if where:
+                part = f"{where}: {part}"
+        if parts and sum(map(len, parts)) + len(part) > _MAX_SUMMARY:
+            break
+        parts.append(part)
+    more = len(detail) - len(parts)
     if more > 0:
         parts.append(f"and {more} more")
     return "; ".join(parts)
