@@ -165,9 +165,10 @@ class GeneratorPool(BaseImageGenerator):
     # -- BaseImageGenerator ---------------------------------------------------------------
 
     def test_connection(self) -> bool:
-        """Test every server: those that answer are (back) in rotation, the others out."""
-        any_ok = False
-        for member in self.members:
+        """Test every server at once: those that answer are (back) in rotation, the others
+        out (with the reason in their ``error``). True when at least one answers."""
+
+        def test(member: PoolMember) -> None:
             try:
                 ok = member.generator.test_connection()
                 error = None if ok else "not ready"
@@ -175,8 +176,14 @@ class GeneratorPool(BaseImageGenerator):
                 ok, error = False, str(exc)
             with self._lock:
                 member.alive, member.error = ok, error
-            any_ok = any_ok or ok
-        return any_ok
+
+        # In parallel: a server that does not answer costs its timeout once, not once each.
+        threads = [threading.Thread(target=test, args=(m,), daemon=True) for m in self.members]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return any(m.alive for m in self.members)
 
     def validate_dimensions(self, width: int, height: int) -> tuple[int, int]:
         """What the members (all of one class and settings) make of ``width`` x ``height``."""
