@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import importlib
+import io
 import json
 import os
 import signal
@@ -8,14 +10,25 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from degrees37_imagegen import read_png_text
+from degrees37_imagegen import (
+    BaseImageGenerator,
+    GeneratorConnectionError,
+    GeneratorRegistry,
+    ImageInfo,
+    read_png_text,
+    write_image_atomically,
+)
 from degrees37_imagegen.cli import app
+
+# The module, not the command function that 'degrees37_imagegen.cli' exports as 'batch'.
+batch_cli = importlib.import_module("degrees37_imagegen.cli.batch")
 
 runner = CliRunner()
 
@@ -245,3 +258,77 @@ def test_ctrl_c_finishes_running_jobs_and_a_rerun_makes_the_rest(in_tmp: Path) -
     code, _, err = invoke("batch", str(path), "-c", "generators.yaml", "-g", "mock")
     assert code == 0
     assert f"12 job(s): {12 - len(made)} done, {len(made)} skipped, 0 failed" in err
+
+
+class Flaky(BaseImageGenerator):
+    """Answers unless its url is 'down'; makes small grey images."""
+
+    default_settings: ClassVar[dict[str, Any]] = {"url": "up"}
+    server_setting: ClassVar[str] = "url"
+
+    def test_connection(self) -> bool:
+        return self.config["url"] != "down"
+
+    def generate_image(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        width: int = 1080,
+        height: int = 1920,
+        seed: int = -1,
+        **kwargs: Any,
+    ) -> str | None:
+        if self.config["url"] == "down":
+            raise GeneratorConnectionError("connection refused")
+        image_id = f"{self.config['url']}-{prompt}"
+        self.record_image(ImageInfo(image_id, self.name, prompt, negative_prompt, width, height, 1))
+        return image_id
+
+    def download_image(self, image_id: str, output_path: str | Path) -> bool:
+        info = self.image_info(image_id)
+        assert info is not None
+        buffer = io.BytesIO()
+        Image.new("RGB", (info.width, info.height), "grey").save(buffer, "PNG")
+        write_image_atomically(output_path, buffer.getvalue())
+        return True
+
+
+@pytest.fixture
+def flaky_registry(monkeypatch: pytest.MonkeyPatch) -> GeneratorRegistry:
+    registry = GeneratorRegistry(
+        {
+            "generators": {
+                "gpus": {"class": "flaky", "servers": ["up1", "down", "up2"]},
+                "dead": {"class": "flaky", "url": "down"},
+            }
+        },
+        discover=False,
+    )
+    registry.register("flaky", Flaky)
+    monkeypatch.setattr(batch_cli, "_registry", lambda config: registry)
+    return registry
+
+
+def test_a_server_that_does_not_answer_stops_the_batch_at_once(
+    in_tmp: Path, flaky_registry: GeneratorRegistry
+) -> None:
+    path = jobs_file(in_tmp, 3)
+    code, _, err = invoke("batch", str(path), "-g", "dead")
+    assert code == 1
+    assert err.splitlines() == [
+        "error: generator 'dead' is not ready (its server does not answer); nothing was generated"
+    ]
+    assert not (in_tmp / "book").exists()
+
+
+def test_a_pool_leaves_out_a_server_that_does_not_answer(
+    in_tmp: Path, flaky_registry: GeneratorRegistry
+) -> None:
+    path = jobs_file(in_tmp, 8)
+    code, out, err = invoke("batch", str(path), "-g", "gpus", "--json")
+    assert code == 0, err
+    assert err.splitlines() == ["warning: pool 'gpus': down is out of rotation (not ready)"]
+    records = [json.loads(line) for line in out.splitlines()[:-1]]
+    assert len(records) == 8
+    assert {r["server"] for r in records} == {"up1", "up2"}
+    assert all(r["attempts"] == 1 for r in records)

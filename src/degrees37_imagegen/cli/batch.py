@@ -136,6 +136,7 @@ def batch(
         if dry_run:
             _dry_run(runner, selected, as_json)
             return
+        _preflight(runner, selected)
         summary = _run(runner, selected, as_json)
         if contact_sheet and summary.done + summary.skipped:
             _contact_sheet(runner, jobs, as_json)
@@ -199,6 +200,29 @@ def _report_problems(problems: Sequence[JobProblem], path: Path) -> NoReturn:
 
 
 # -- running -----------------------------------------------------------------------------
+
+
+def _preflight(runner: BatchRunner, jobs: Sequence[Job]) -> None:
+    """Stop at once, in one line, when a generator's server does not answer (rather than
+    fail every job); say which servers of a pool are left out."""
+    from ..batch import GeneratorPool
+
+    used = {id(g): g for g in (runner.generator_for(j) for j in jobs)}
+    for gen in used.values():
+        ready = gen.test_connection()
+        if isinstance(gen, GeneratorPool):
+            for member in gen.members:
+                if not member.alive:
+                    echo_err(
+                        f"warning: pool {gen.name!r}: {member.label} is out of rotation "
+                        f"({member.error})"
+                    )
+        if not ready:
+            echo_err(
+                f"error: generator {gen.name!r} is not ready (its server does not answer); "
+                "nothing was generated"
+            )
+            raise typer.Exit(EXIT_FAILED)
 
 
 def _dry_run(runner: BatchRunner, jobs: Sequence[Job], as_json: bool) -> None:
