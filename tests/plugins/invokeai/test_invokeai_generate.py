@@ -12,6 +12,7 @@ from degrees37_imagegen import (
     GeneratorTimeoutError,
     InvalidRequestError,
     Progress,
+    generate_to_file,
     read_png_text,
 )
 from degrees37_imagegen_invokeai.errors import InvokeAIRequestError, QueueItemError
@@ -122,9 +123,30 @@ def test_progress_reports_each_stage_once_in_order(fake, models, make_generator)
     events: list[Progress] = []
     gen = make_generator(default_model="sdxl-base")
     gen.generate_image("x", on_progress=events.append)
-    assert [e.stage for e in events] == ["submitted", "queued", "running", "done"]
+    assert [e.stage for e in events] == ["submitted", "queued", "running"]
     assert all(e.generator == "invokeai" for e in events)
     assert "queue item 1" in events[0].message
+
+
+def test_generate_to_file_reports_the_whole_life_of_an_image(
+    fake, models, make_generator, tmp_path
+):
+    events: list[Progress] = []
+    gen = make_generator(default_model="sdxl-base")
+    result = generate_to_file(gen, tmp_path / "a.png", "x", on_progress=events.append)
+    stages = [e.stage for e in events]
+    assert stages == ["submitted", "queued", "running", "downloading", "done"]
+    assert result.size == (1080, 1920)
+    assert read_png_text(result.path)["imagegen:generated_size"] == "768x1344"
+
+
+def test_pending_items_are_polled_gently_then_fast_once_running(
+    fake, models, make_generator, clock
+):
+    fake.script = ["pending", "pending", "pending", "in_progress", "in_progress", "completed"]
+    gen = make_generator(default_model="sdxl-base")
+    gen.generate_image("x")
+    assert clock.slept == pytest.approx([0.5, 0.5, 0.5, 0.01, 0.015])
 
 
 def test_polling_starts_fast_and_is_capped(fake, models, make_generator, clock):

@@ -72,6 +72,9 @@ _QUEUE = "/api/v1/queue/default"
 _ORIGIN = "degrees37-imagegen"
 #: Keyword arguments of generate_image that override a setting for one image.
 _PER_CALL = frozenset({"model", "style_preset", "steps", "cfg_scale", "scheduler", "board_name"})
+#: Seconds between polls of an item still waiting in the queue (it runs for 0.6 s at least
+#: once it starts, so a pending item cannot end sooner than that).
+_PENDING_POLL = 0.5
 
 
 @dataclass
@@ -395,7 +398,7 @@ class InvokeAIGenerator(BaseImageGenerator):
                 extra=job.extra,
             )
         )
-        self.report(on_progress, Progress("done", f"image {image_name} ready", generator=self.name))
+        # "done" is reported by whoever saves the file (generate_to_file), after the download.
         return image_name
 
     def _prepare(
@@ -558,6 +561,11 @@ class InvokeAIGenerator(BaseImageGenerator):
                 if status != last_status:
                     last_status = status
                     self._report_status(on_progress, item_id, status)
+                    # Poll fast from the moment it runs: small items end within a second.
+                    schedule = PollSchedule(cap=float(self.config["poll_interval"]))
+                if status == "pending":
+                    # Waiting behind other items: nothing can finish soon, poll gently.
+                    delay = max(_PENDING_POLL, float(self.config["poll_interval"]))
                 if status == "completed":
                     return dict(item)
                 if status in TERMINAL_STATUSES:
@@ -573,12 +581,12 @@ class InvokeAIGenerator(BaseImageGenerator):
         if status == "pending":
             self.report(
                 on_progress,
-                Progress("queued", f"queue item {item_id} waiting", generator=self.name),
+                Progress("queued", f"queue item {item_id}", generator=self.name),
             )
         elif status == "in_progress":
             self.report(
                 on_progress,
-                Progress("running", f"queue item {item_id} running", generator=self.name),
+                Progress("running", f"queue item {item_id}", generator=self.name),
             )
 
     def _give_up(self, item_id: int) -> dict[str, Any]:

@@ -1,0 +1,320 @@
+"""End-to-end tests against a real InvokeAI 6 server (skipped unless one is named).
+
+Run them with ``IMAGEGEN_INVOKEAI_URL=http://127.0.0.1:9090 python3 -m pytest
+tests/plugins/invokeai -m e2e -v -s``; ``docs/generators/invokeai.md`` says how to start a
+server. No model weights are needed: the images come from model-free graphs, and the
+built-in SDXL and SD 1.x graphs are checked by the server accepting them and then failing
+on the missing model with its own message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+
+import httpx
+import pytest
+from test_invokeai_templates import WORKFLOW
+
+from degrees37_imagegen import (
+    ConfigError,
+    GeneratorTimeoutError,
+    InvalidRequestError,
+    generate_to_file,
+    read_png_text,
+    verify_image,
+)
+from degrees37_imagegen_invokeai import InvokeAIGenerator
+from degrees37_imagegen_invokeai.errors import InvokeAIRequestError, QueueItemError
+
+URL = os.environ.get("IMAGEGEN_INVOKEAI_URL", "")
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not URL, reason="IMAGEGEN_INVOKEAI_URL is not set"),
+]
+
+BOARD = "degrees37-imagegen-e2e"
+MISSING_MODEL = {
+    "key": "00000000-0000-0000-0000-000000000000",
+    "hash": "blake3:deadbeef",
+    "name": "missing-sdxl",
+    "base": "sdxl",
+    "type": "main",
+}
+BLANK = {
+    "id": "e2e-blank",
+    "nodes": {
+        "blank": {
+            "id": "blank",
+            "type": "blank_image",
+            "width": "{{width}}",
+            "height": "{{height}}",
+            "color": {"r": 30, "g": 144, "b": 255, "a": 255},
+        }
+    },
+    "edges": [],
+}
+SLOW = {
+    "id": "e2e-slow",
+    "nodes": {
+        "b": {"id": "b", "type": "blank_image", "width": 6000, "height": 6000},
+        "blur1": {"id": "blur1", "type": "img_blur", "radius": 80, "is_intermediate": True},
+        "blur2": {"id": "blur2", "type": "img_blur", "radius": 80, "blur_type": "box"},
+    },
+    "edges": [
+        {
+            "source": {"node_id": "b", "field": "image"},
+            "destination": {"node_id": "blur1", "field": "image"},
+        },
+        {
+            "source": {"node_id": "blur1", "field": "image"},
+            "destination": {"node_id": "blur2", "field": "image"},
+        },
+    ],
+}
+
+
+def say(*parts: object) -> None:
+    print("   ", *parts, flush=True)
+
+
+@pytest.fixture
+def server() -> httpx.Client:
+    with httpx.Client(base_url=URL, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def make():
+    made: list[InvokeAIGenerator] = []
+
+    def make(**settings):
+        gen = InvokeAIGenerator({"base_url": URL, **settings}, name="invokeai-e2e")
+        made.append(gen)
+        return gen
+
+    yield make
+    for gen in made:
+        gen.close()
+
+
+def test_connection_reads_the_version(make):
+    gen = make()
+    assert gen.test_connection() is True
+    say(f"InvokeAI {gen.server_version} at {URL}")
+    assert make(base_url=f"{URL}/not-the-api").test_connection() is False
+    say("a base_url that answers the web UI's HTML is refused")
+
+
+def test_model_free_template_makes_a_real_image_on_the_board(make, server, tmp_path):
+    gen = make(graph_template=BLANK, board_name=BOARD)
+    stages: list[str] = []
+    t0 = time.perf_counter()
+    result = generate_to_file(
+        gen, tmp_path / "blank.png", "a blue card", width=1080, height=1920, seed=-1,
+        on_progress=lambda p: stages.append(p.stage),
+    )  # fmt: skip
+    noticed = datetime.now()
+    elapsed = time.perf_counter() - t0
+    fmt, size = verify_image(result.path)
+    assert (fmt, size) == ("PNG", (1080, 1920))
+    text = read_png_text(result.path)
+    assert text["imagegen:prompt"] == "a blue card"
+    assert "invokeai_graph" in text
+    info = gen.image_info(result.image_id)
+    item = server.get(f"/api/v1/queue/default/i/{info.extra['queue_item']}").json()
+    completed = datetime.strptime(item["completed_at"], "%Y-%m-%d %H:%M:%S.%f")
+    board_id = gen.board_id(BOARD)
+    on_board = server.get(f"/api/v1/boards/{board_id}/image_names").json()
+    assert result.image_id in on_board
+    say(f"image {result.image_id} {size[0]}x{size[1]} seed {info.seed}, {elapsed:.2f}s in all")
+    say(f"stages: {' > '.join(stages)}")
+    say(f"on board {BOARD!r} ({board_id}); server completed at {item['completed_at']}")
+    say(f"completion noticed {(noticed - completed).total_seconds() * 1000:.0f} ms later")
+
+
+def test_completion_is_noticed_quickly(make, server):
+    gen = make(graph_template=BLANK)
+    delays = []
+    for _ in range(5):
+        name = gen.generate_image("x", width=512, height=512)
+        noticed = datetime.now()
+        item_id = gen.image_info(name).extra["queue_item"]
+        item = server.get(f"/api/v1/queue/default/i/{item_id}").json()
+        completed = datetime.strptime(item["completed_at"], "%Y-%m-%d %H:%M:%S.%f")
+        delays.append((noticed - completed).total_seconds() * 1000)
+    say("ms from the server's completed_at to generate_image returning: "
+        + ", ".join(f"{d:.0f}" for d in delays))  # fmt: skip
+    assert all(d >= -5 for d in delays)  # never "before" the server finished (clock jitter)
+
+
+def test_board_is_reused_by_a_new_generator(make, server):
+    first = make(graph_template=BLANK, board_name=BOARD).board_id(BOARD)
+    again = make(graph_template=BLANK, board_name=BOARD).board_id(BOARD)
+    boards = server.get("/api/v1/boards/", params={"all": "true"}).json()
+    assert first == again
+    assert [b["board_id"] for b in boards if b["board_name"] == BOARD] == [first]
+    say(f"board {BOARD!r} found again: {first}, one board of that name on the server")
+
+
+def test_output_of_another_size_is_fitted_to_the_request(make, tmp_path):
+    fixed = json.loads(json.dumps(BLANK))
+    fixed["nodes"]["blank"].update(width=512, height=512)
+    gen = make(graph_template=fixed)
+    result = generate_to_file(gen, tmp_path / "fit.png", "x", width=300, height=200)
+    assert verify_image(result.path)[1] == (300, 200)
+    text = read_png_text(result.path)
+    assert text["imagegen:resized_from"] == "512x512"
+    assert text["imagegen:generated_size"] == "512x512"
+    say("server made 512x512; file is 300x200 (scaled and centre-cropped)")
+
+
+def test_workflow_editor_file_runs(make, tmp_path):
+    gen = make(graph_template=WORKFLOW)
+    name = gen.generate_image("x", width=320, height=160)
+    gen.download_image(name, tmp_path / "wf.png")
+    assert verify_image(tmp_path / "wf.png")[1] == (320, 160)
+    say(f"workflow-editor graph (blank 256x256 -> img_resize) gave {name} at 320x160")
+
+
+def test_sdxl_graph_is_accepted_and_the_missing_model_reported(make, server):
+    gen = make(default_model=MISSING_MODEL, style_preset="Photography (General)", board_name=BOARD)
+    with pytest.raises(QueueItemError) as caught:
+        gen.generate_image("a lighthouse at dusk", "blurry", width=1080, height=1920, seed=123)
+    error = caught.value
+    assert error.error_message == f"Unknown model: {MISSING_MODEL['key']}"
+    item = server.get(f"/api/v1/queue/default/i/{error.item_id}").json()
+    assert item["status"] == "failed"
+    nodes = item["session"]["graph"]["nodes"]
+    assert (nodes["noise"]["width"], nodes["noise"]["height"]) == (768, 1344)
+    values = {v["node_path"]: v["value"] for v in item["field_values"]}
+    assert values["seed"] == 123
+    assert values["positive_prompt"].startswith("a lighthouse at dusk. photography")
+    say(f"SDXL graph accepted as queue item {error.item_id} ({len(nodes)} nodes, noise 768x1344)")
+    say(f"prompt sent: {values['positive_prompt']!r}")
+    say(f"raised {type(error).__name__}: {error}")
+
+
+def test_sd1_graph_is_accepted_too(make):
+    gen = make(default_model={**MISSING_MODEL, "base": "sd-1", "name": "missing-sd15"})
+    with pytest.raises(QueueItemError, match="Unknown model") as caught:
+        gen.generate_image("a lighthouse", width=512, height=768)
+    say(f"SD 1.x graph accepted as queue item {caught.value.item_id}; {caught.value}")
+
+
+def test_model_name_lookup_lists_what_is_installed(make):
+    with pytest.raises(ConfigError) as caught:
+        make(default_model="sdxl-base").generate_image("x")
+    assert caught.value.key == "default_model"
+    say(f"raised ConfigError: {caught.value}")
+
+
+def test_unknown_style_preset_lists_the_servers(make):
+    with pytest.raises(InvalidRequestError, match="available: Anime") as caught:
+        make(graph_template=BLANK, style_preset="Watercolour").generate_image("x")
+    say(f"raised InvalidRequestError: {str(caught.value)[:140]}...")
+
+
+def test_a_422_is_summarised(make):
+    template = {
+        "nodes": {
+            "noise": {"id": "noise", "type": "noise", "width": "{{width}}", "height": "{{height}}"},
+            "out": {"id": "out", "type": "blank_image", "width": 64, "height": 64},
+        },
+        "edges": [],
+    }
+    gen = make(graph_template=template, graph_output_node="out")
+    with pytest.raises(InvokeAIRequestError) as caught:
+        gen.generate_image("x", width=1001, height=1000)
+    assert caught.value.status_code == 422
+    assert "multiple of 8 (got 1001)" in str(caught.value)
+    say(f"raised {type(caught.value).__name__}: {caught.value}")
+
+
+def test_max_wait_cancels_the_item_on_the_server(make, server):
+    gen = make(graph_template=SLOW, max_wait=0.3)
+    t0 = time.perf_counter()
+    with pytest.raises(GeneratorTimeoutError) as caught:
+        gen.generate_image("x")
+    waited = time.perf_counter() - t0
+    item_id = int(str(caught.value).split("queue item ")[1].split()[0])
+    item = server.get(f"/api/v1/queue/default/i/{item_id}").json()
+    assert item["status"] == "canceled"
+    say(f"raised after {waited:.2f}s: {caught.value}; server says {item['status']!r}")
+
+
+def test_threads_keep_the_queue_fed(make, tmp_path):
+    gen = make(graph_template=BLANK, board_name=BOARD)
+    names: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> None:
+        try:
+            for j in range(2):
+                name = gen.generate_image(f"t{i}-{j}", width=256 + 8 * i, height=256)
+                gen.download_image(name, tmp_path / f"{i}-{j}.png")
+                with lock:
+                    names.append(name)
+        except BaseException as exc:
+            with lock:
+                errors.append(exc)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    assert errors == []
+    assert len(set(names)) == 8
+    for i in range(4):
+        for j in range(2):
+            assert verify_image(tmp_path / f"{i}-{j}.png")[1] == (256 + 8 * i, 256)
+    say(f"8 images from 4 threads on one generator in {elapsed:.2f}s ({elapsed / 8:.2f}s each)")
+
+
+def test_cli_generate_shows_progress(tmp_path):
+    config = tmp_path / "generators.yaml"
+    (tmp_path / "blank.json").write_text(json.dumps(BLANK))
+    config.write_text(
+        f"generators:\n  invokeai:\n    base_url: {URL}\n    graph_template: blank.json\n"
+        f"    board_name: {BOARD}\n"
+    )
+    out = tmp_path / "cli.png"
+    args = ["generate", "a blue card", "--generator", "invokeai", "--config", str(config)]
+    args += ["-W", "640", "-H", "360", "-o", str(out)]
+    code = "import sys; from degrees37_imagegen.cli import main; sys.exit(main())"
+    # The progress line is drawn only on a terminal: give stderr a pseudo-terminal.
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE, stderr=follower, cwd=tmp_path, text=True,
+    )  # fmt: skip
+    os.close(follower)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    stdout, _ = proc.communicate(timeout=120)
+    os.close(leader)
+    lines = [line.strip() for line in drawn.decode().split("\r") if line.strip()]
+    say(f"imagegen generate exit {proc.returncode}, stdout: {stdout.strip()}")
+    for line in lines:
+        say(f"stderr: {line}")
+    assert proc.returncode == 0
+    assert verify_image(out)[1] == (640, 360)
+    assert any("invokeai: running" in line for line in lines)
