@@ -99,7 +99,7 @@ def response(status, body=None, headers=None):
 def test_status_codes_map_to_the_core_errors():
     with pytest.raises(ConfigError) as caught:
         check_response(response(401, {"detail": "Authentication required"}), None)
-    assert caught.value.key == "auth_token"
+    assert caught.value.key == "token"
     with pytest.raises(GeneratorLimitError) as limited:
         check_response(response(503, {"detail": "busy"}, {"retry-after": "7"}), None)
     assert limited.value.retry_after == 7.0

@@ -27,7 +27,7 @@ def test_defaults():
     assert gen.base_url == "http://localhost:9090"
     assert gen.config["max_wait"] == 600.0
     assert gen.server_setting == "base_url"
-    assert "auth_token" in gen.secret_settings
+    assert "token" in gen.secret_settings
     assert "graph_template" in gen.path_settings
 
 
@@ -56,7 +56,8 @@ def test_unknown_setting_is_named_in_a_warning():
         ({"cfg_scale": 0.5}, "cfg_scale", "1 or more"),
         ({"scheduler": "fast"}, "scheduler", "unknown scheduler 'fast'"),
         ({"keep_native_size": "yes"}, "keep_native_size", "true or false"),
-        ({"board_name": ""}, "board_name", "non-empty string"),
+        ({"board_name": 5}, "board_name", "must be text"),
+        ({"token": ["a"]}, "token", "must be text"),
         ({"default_model": 5}, "default_model", "model key or name"),
         ({"default_model": {"key": "k", "name": "n"}}, "default_model", "missing or not text"),
         ({"graph_template": 3}, "graph_template", "path of a JSON file or a mapping"),
@@ -69,6 +70,19 @@ def test_bad_settings_name_the_setting(settings, key, problem):
     assert problem in str(caught.value)
     assert str(caught.value).startswith(f"{key}: ")
     assert "\n" not in str(caught.value)
+
+
+def test_empty_values_mean_not_set():
+    # What ${INVOKEAI_TOKEN:-} gives when the variable is unset.
+    gen = InvokeAIGenerator(
+        {"token": "", "board_name": " ", "default_model": "", "graph_template": ""}
+    )
+    assert (gen.config["token"], gen.config["board_name"], gen.config["default_model"]) == (
+        None,
+        None,
+        None,
+    )
+    assert gen._template is None
 
 
 def test_base_url_is_normalised():
@@ -102,10 +116,10 @@ def test_connection_refused_is_false_not_an_exception(fake, make_generator):
     assert make_generator().test_connection() is False
 
 
-def test_auth_token_is_sent_and_never_shown(fake, make_generator, caplog, tmp_path):
+def test_token_is_sent_and_never_shown(fake, make_generator, caplog, tmp_path):
     fake.models = [model_record("sdxl-base", "sdxl")]
     seen: list[str | None] = []
-    gen = make_generator(default_model="sdxl-base", auth_token=TOKEN)
+    gen = make_generator(default_model="sdxl-base", token=TOKEN)
     with caplog.at_level(logging.DEBUG):
         name = gen.generate_image("x")
         gen.download_image(name, tmp_path / "out.png")
@@ -123,10 +137,10 @@ def test_rejected_token_is_a_config_error_without_the_token(fake, make_generator
     fake.router.route(method="GET", path="/api/v2/models/").mock(
         return_value=httpx.Response(401, json={"detail": "Invalid or expired authentication token"})
     )
-    gen = make_generator(default_model="x", auth_token=TOKEN)
+    gen = make_generator(default_model="x", token=TOKEN)
     with pytest.raises(ConfigError) as caught:
         gen.generate_image("x")
-    assert caught.value.key == "auth_token"
+    assert caught.value.key == "token"
     assert "401" in str(caught.value)
     assert TOKEN not in str(caught.value)
 

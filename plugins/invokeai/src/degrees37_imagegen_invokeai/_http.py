@@ -146,9 +146,8 @@ def check_response(response: httpx.Response, generator: str | None) -> None:
     what = f"{method} {path}"
     if status in (401, 403):
         raise ConfigError(
-            f"InvokeAI refused {what} ({status}: {_shorten(str(detail))}); "
-            "check that the auth token is set and valid",
-            key="auth_token",
+            f"InvokeAI refused {what} ({status}: {_shorten(str(detail))}); check the token setting",
+            key="token",
             generator=generator,
         )
     if status == 429 or status == 503:

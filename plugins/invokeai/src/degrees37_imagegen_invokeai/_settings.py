@@ -32,7 +32,7 @@ DEFAULT_SETTINGS: Mapping[str, Any] = {
     "cfg_scale": None,
     "scheduler": None,
     "style_preset": None,
-    "auth_token": None,
+    "token": None,
     "graph_template": None,
     "graph_output_node": None,
     "map_sdxl_resolution": True,
@@ -92,10 +92,15 @@ def validate_settings(cfg: dict[str, Any]) -> GraphTemplate | None:
     for key in ("map_sdxl_resolution", "keep_native_size"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"must be true or false, got {cfg[key]!r}", key=key)
-    for key in ("board_name", "style_preset", "auth_token", "graph_output_node"):
+    # An empty value means "not set", as ${VAR:-} gives when VAR is unset.
+    for key in ("board_name", "style_preset", "token", "graph_output_node", "default_model"):
         value = cfg[key]
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ConfigError(f"must be a non-empty string, got {value!r}", key=key)
+        if isinstance(value, str) and not value.strip():
+            cfg[key] = None
+        elif value is not None and not isinstance(value, str) and key != "default_model":
+            raise ConfigError(f"must be text, got {value!r}", key=key)
+    if cfg["graph_template"] == "":
+        cfg["graph_template"] = None
     _check_model_spec(cfg["default_model"])
     check_sampling(cfg["steps"], cfg["cfg_scale"], cfg["scheduler"], config=True)
     template = cfg["graph_template"]
@@ -110,7 +115,7 @@ def validate_settings(cfg: dict[str, Any]) -> GraphTemplate | None:
 
 
 def _check_model_spec(spec: Any) -> None:
-    if spec is None or (isinstance(spec, str) and spec.strip()):
+    if spec is None or isinstance(spec, str):
         return
     if isinstance(spec, Mapping):
         missing = [f for f in MODEL_FIELDS if not isinstance(spec.get(f), str) or not spec.get(f)]

@@ -95,7 +95,7 @@ class InvokeAIGenerator(BaseImageGenerator):
     Settings (see ``docs/generators/invokeai.md``): ``base_url``, ``default_model`` (a model
     key or name, or a full ``{key, hash, name, base, type}`` identifier), ``board_name``,
     ``max_wait``, ``timeout``, ``steps``, ``cfg_scale``, ``scheduler``, ``style_preset``,
-    ``auth_token``, ``graph_template``, ``graph_output_node``, ``map_sdxl_resolution``,
+    ``token``, ``graph_template``, ``graph_output_node``, ``map_sdxl_resolution``,
     ``keep_native_size``, ``retries``, ``poll_interval``.
 
     ``generate_image`` also takes ``model``, ``style_preset``, ``steps``, ``cfg_scale``,
@@ -105,7 +105,7 @@ class InvokeAIGenerator(BaseImageGenerator):
     """
 
     default_settings: ClassVar[Mapping[str, Any]] = DEFAULT_SETTINGS
-    secret_settings: ClassVar[frozenset[str]] = frozenset({"auth_token"})
+    secret_settings: ClassVar[frozenset[str]] = frozenset({"token"})
     path_settings: ClassVar[frozenset[str]] = frozenset({"graph_template"})
     server_setting: ClassVar[str | None] = "base_url"
 
@@ -141,7 +141,7 @@ class InvokeAIGenerator(BaseImageGenerator):
         with self._client_lock:
             if self._client is None:
                 headers = {"Accept": "application/json"}
-                token = self.config["auth_token"]
+                token = self.config["token"]
                 if token:
                     headers["Authorization"] = f"Bearer {token}"
                 self._client = httpx.Client(
