@@ -146,7 +146,7 @@ def test_pending_items_are_polled_gently_then_fast_once_running(
     fake.script = ["pending", "pending", "pending", "in_progress", "in_progress", "completed"]
     gen = make_generator(default_model="sdxl-base")
     gen.generate_image("x")
-    assert clock.slept == pytest.approx([0.5, 0.5, 0.5, 0.01, 0.015])
+    assert clock.slept == pytest.approx([0.25, 0.25, 0.25, 0.01, 0.015])
 
 
 def test_polling_starts_fast_and_is_capped(fake, models, make_generator, clock):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import httpx
 import pytest
 from invokeai_fake import QUEUE, model_record
 
@@ -196,6 +197,20 @@ def test_polls_ride_out_a_short_outage(fake, sdxl, make_generator):
     name = make_generator(default_model="sdxl-base").generate_image("x")
     assert name == fake.items[1].image_name
     assert fake.count("POST", ENQUEUE) == 1
+
+
+def test_polls_ride_out_a_busy_proxy(fake, sdxl, make_generator):
+    answers = iter([httpx.Response(503, text="Service Unavailable")])
+
+    def busy_once(request, item_id):
+        return next(answers, None) or fake._get_item(request, item_id)
+
+    # A route with the same pattern replaces the fake's.
+    fake.router.route(method="GET", path__regex=rf"^{QUEUE}/i/(?P<item_id>\d+)$").mock(
+        side_effect=busy_once
+    )
+    name = make_generator(default_model="sdxl-base").generate_image("x")
+    assert name == fake.items[1].image_name
 
 
 def test_polls_give_up_when_the_server_stays_away(fake, sdxl, make_generator):

@@ -26,6 +26,7 @@ from degrees37_imagegen.errors import (
     ConfigError,
     GeneratorConnectionError,
     GeneratorError,
+    GeneratorLimitError,
     GeneratorTimeoutError,
     InvalidRequestError,
 )
@@ -72,9 +73,9 @@ _QUEUE = "/api/v1/queue/default"
 _ORIGIN = "degrees37-imagegen"
 #: Keyword arguments of generate_image that override a setting for one image.
 _PER_CALL = frozenset({"model", "style_preset", "steps", "cfg_scale", "scheduler", "board_name"})
-#: Seconds between polls of an item still waiting in the queue (it runs for 0.6 s at least
-#: once it starts, so a pending item cannot end sooner than that).
-_PENDING_POLL = 0.5
+#: Seconds between polls of an item still waiting behind others: it has to start before it
+#: can end, and a batch keeps several items waiting, so they are polled gently.
+_PENDING_POLL = 0.25
 
 
 @dataclass
@@ -537,7 +538,7 @@ class InvokeAIGenerator(BaseImageGenerator):
             delay = None
             try:
                 item = self._call("GET", f"{_QUEUE}/i/{item_id}", retry=False)
-            except (GeneratorConnectionError, GeneratorTimeoutError) as exc:
+            except (GeneratorConnectionError, GeneratorTimeoutError, GeneratorLimitError) as exc:
                 # The item lives on the server; ride out a short outage.
                 failures += 1
                 if failures > int(self.config["retries"]):
