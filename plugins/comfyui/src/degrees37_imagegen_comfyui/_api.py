@@ -1,0 +1,349 @@
+"""ComfyUI's HTTP API: one lazily created ``httpx.Client``, and errors turned into ours.
+
+Only the routes the generator needs: ``POST /prompt``, ``GET /queue``, ``POST /queue``
+(delete), ``POST /interrupt``, ``GET /history/{id}``, ``GET /view``, ``GET /object_info/{c}``
+and ``GET /system_stats``. Header values are never put into messages or logs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from degrees37_imagegen.errors import (
+    ConfigError,
+    GeneratorConnectionError,
+    GeneratorError,
+    GeneratorLimitError,
+    GeneratorTimeoutError,
+)
+
+from ._errors import ComfyUIServerError, ComfyUIValidationError
+
+__all__ = [
+    "DEFAULT_PORT",
+    "ComfyUIAPI",
+    "PromptMaybeSubmitted",
+    "parse_server_address",
+    "redact_url",
+]
+
+#: The port ComfyUI listens on unless told otherwise.
+DEFAULT_PORT = 8188
+
+_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its ``user:password@`` part, fit to show."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def parse_server_address(value: str) -> tuple[str, str]:
+    """``"host:port"`` or a URL -> ``(http base URL, WebSocket URL of /ws)``.
+
+    ``ws://`` and ``wss://`` are read as ``http://`` and ``https://``; a path is kept as a
+    prefix (a ComfyUI behind a reverse proxy at ``/comfy``). A bare host gets port 8188.
+    Raises :class:`ConfigError` (key ``server_address``) when it cannot be read.
+    """
+    text = str(value).strip()
+    if not text:
+        raise ConfigError("must not be empty (e.g. 127.0.0.1:8188)", key="server_address")
+    if "://" not in text:
+        text = f"http://{text}"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"cannot read {value!r}: {exc}", key="server_address") from None
+    scheme = _SCHEMES.get(parts.scheme.lower())
+    if scheme is None:
+        raise ConfigError(
+            f"unsupported scheme {parts.scheme!r} in {redact_url(str(value))!r} "
+            "(use host:port, http://, https://, ws:// or wss://)",
+            key="server_address",
+        )
+    if not parts.hostname:
+        raise ConfigError(f"no host in {redact_url(str(value))!r}", key="server_address")
+    if parts.query or parts.fragment:
+        raise ConfigError(
+            f"{redact_url(str(value))!r} has a query or fragment; give only the server's address",
+            key="server_address",
+        )
+    netloc = parts.netloc
+    if port is None and "://" not in str(value):
+        netloc = f"{netloc}:{DEFAULT_PORT}"
+    path = parts.path.rstrip("/")
+    http_base = urlunsplit((scheme, netloc, path, "", ""))
+    ws_url = urlunsplit(("wss" if scheme == "https" else "ws", netloc, f"{path}/ws", "", ""))
+    return http_base, ws_url
+
+
+class PromptMaybeSubmitted(GeneratorError):
+    """``POST /prompt`` failed after the request was sent: the server may have queued it."""
+
+    def __init__(self, cause: GeneratorError) -> None:
+        super().__init__(cause.message, generator=cause.generator)
+        self.cause = cause
+
+
+class ComfyUIAPI:
+    """A thread-safe client of one ComfyUI server (the ``httpx.Client`` is made on first use).
+
+    Transport failures become :class:`GeneratorConnectionError` or
+    :class:`GeneratorTimeoutError`; HTTP errors become the matching generator errors.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: Mapping[str, str],
+        timeout: float,
+        connect_timeout: float,
+        verify: bool,
+        generator: str,
+    ) -> None:
+        self.base_url = base_url
+        self.shown_url = redact_url(base_url)
+        self._headers = dict(headers)
+        self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self._verify = verify
+        self._generator = generator
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> httpx.Client:
+        """The ``httpx.Client`` shared by every thread, created on first use."""
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(
+                    base_url=self.base_url,
+                    headers=self._headers,
+                    timeout=self._timeout,
+                    verify=self._verify,
+                    follow_redirects=False,
+                )
+            return self._client
+
+    def close(self) -> None:
+        """Close the client (a later request makes a new one)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _transport_error(self, exc: httpx.HTTPError, label: str) -> GeneratorError:
+        name = type(exc).__name__
+        if isinstance(exc, httpx.ConnectTimeout):
+            return GeneratorConnectionError(
+                f"cannot connect to ComfyUI at {self.shown_url}: connection timed out",
+                generator=self._generator,
+            )
+        if isinstance(exc, httpx.ConnectError):
+            reason = str(exc) or name
+            return GeneratorConnectionError(
+                f"cannot connect to ComfyUI at {self.shown_url}: {reason}",
+                generator=self._generator,
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return GeneratorTimeoutError(
+                f"ComfyUI at {self.shown_url} did not answer {label} in time ({name})",
+                generator=self._generator,
+            )
+        return GeneratorConnectionError(
+            f"connection to ComfyUI at {self.shown_url} failed during {label}: {str(exc) or name}",
+            generator=self._generator,
+        )
+
+    def _check(self, response: httpx.Response, label: str) -> None:
+        code = response.status_code
+        if code < 400:
+            return
+        if code in (401, 403):
+            raise GeneratorError(
+                f"ComfyUI at {self.shown_url} refused {label} (HTTP {code}): check the "
+                "headers and api_key settings",
+                generator=self._generator,
+            )
+        if code == 404:
+            raise GeneratorError(
+                f"ComfyUI at {self.shown_url} answered {label} with HTTP 404: is "
+                "server_address a ComfyUI server?",
+                generator=self._generator,
+            )
+        if code == 429:
+            retry_after = _retry_after(response)
+            raise GeneratorLimitError(
+                f"ComfyUI at {self.shown_url} is busy (HTTP 429 on {label})",
+                retry_after,
+                generator=self._generator,
+            )
+        if code in (502, 503, 504):
+            raise GeneratorConnectionError(
+                f"ComfyUI at {self.shown_url} is unreachable behind its proxy "
+                f"(HTTP {code} on {label})",
+                generator=self._generator,
+            )
+        raise ComfyUIServerError(code, _text(response), request=label, generator=self._generator)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send one request; raise a generator error for transport or HTTP failures."""
+        label = f"{method} {path}"
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, label) from exc
+        self._check(response, label)
+        return response
+
+    def _json(self, response: httpx.Response, label: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise ComfyUIServerError(
+                response.status_code,
+                _text(response),
+                request=label,
+                hint="expected JSON",
+                generator=self._generator,
+            ) from None
+
+    # -- the routes ----------------------------------------------------------------------
+
+    def post_prompt(
+        self, workflow: Mapping[str, Any], client_id: str, prompt_id: str
+    ) -> dict[str, Any]:
+        """Queue ``workflow``; return ComfyUI's answer (``prompt_id``, ``number``...).
+
+        Raises :class:`ComfyUIValidationError` for a 400, :class:`ComfyUIServerError` for
+        a plain-text 500, and :class:`PromptMaybeSubmitted` when the connection failed
+        after the request went out (so the caller can look for ``prompt_id`` rather than
+        submit twice).
+        """
+        label = "POST /prompt"
+        body = {"prompt": workflow, "client_id": client_id, "prompt_id": prompt_id}
+        try:
+            response = self.client.post("/prompt", json=body)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise self._transport_error(exc, label) from exc  # nothing was sent
+        except httpx.HTTPError as exc:
+            raise PromptMaybeSubmitted(self._transport_error(exc, label)) from exc
+        if response.status_code == 400:
+            data = self._json(response, label)
+            if isinstance(data, Mapping) and ("error" in data or "node_errors" in data):
+                raise ComfyUIValidationError(
+                    data.get("error"), data.get("node_errors"), generator=self._generator
+                )
+        if response.status_code == 500:
+            raise ComfyUIServerError(
+                500,
+                _text(response),
+                request=label,
+                hint="ComfyUI answers 500 when it cannot read the workflow; its log says why",
+                generator=self._generator,
+            )
+        self._check(response, label)
+        data = self._json(response, label)
+        if not isinstance(data, Mapping) or not isinstance(data.get("prompt_id"), str):
+            raise ComfyUIServerError(
+                response.status_code,
+                _text(response),
+                request=label,
+                hint="the answer has no prompt_id",
+                generator=self._generator,
+            )
+        return dict(data)
+
+    def history(self, prompt_id: str) -> dict[str, Any] | None:
+        """The history entry of ``prompt_id``, or ``None`` while it has none."""
+        label = f"GET /history/{prompt_id}"
+        data = self._json(self.request("GET", f"/history/{prompt_id}"), label)
+        entry = data.get(prompt_id) if isinstance(data, Mapping) else None
+        return dict(entry) if isinstance(entry, Mapping) else None
+
+    def queue(self) -> tuple[list[list[Any]], list[list[Any]]]:
+        """``(running, pending)`` items, each ``[number, prompt_id, prompt, extra, outputs]``."""
+        data = self._json(self.request("GET", "/queue"), "GET /queue")
+        if not isinstance(data, Mapping):
+            return [], []
+        running = [i for i in data.get("queue_running") or [] if isinstance(i, list)]
+        pending = [i for i in data.get("queue_pending") or [] if isinstance(i, list)]
+        return running, pending
+
+    def delete_from_queue(self, prompt_id: str) -> None:
+        """Remove ``prompt_id`` from the pending queue (a no-op once it runs)."""
+        self.request("POST", "/queue", json={"delete": [prompt_id]})
+
+    def interrupt(self, prompt_id: str) -> None:
+        """Interrupt ``prompt_id``; the server does it only if that prompt is running."""
+        self.request("POST", "/interrupt", json={"prompt_id": prompt_id})
+
+    def object_info(self, class_type: str) -> dict[str, Any]:
+        """``/object_info/{class_type}`` (``{}`` for a class the server does not know)."""
+        label = f"GET /object_info/{class_type}"
+        data = self._json(self.request("GET", f"/object_info/{class_type}"), label)
+        return dict(data) if isinstance(data, Mapping) else {}
+
+    def system_stats(self) -> dict[str, Any]:
+        """``/system_stats``: versions and devices."""
+        data = self._json(self.request("GET", "/system_stats"), "GET /system_stats")
+        return dict(data) if isinstance(data, Mapping) else {}
+
+    @contextmanager
+    def view(self, image: Mapping[str, Any]) -> Iterator[Iterator[bytes]]:
+        """Stream one output image (``{filename, subfolder, type}``) from ``/view``."""
+        params = {
+            "filename": str(image.get("filename", "")),
+            "subfolder": str(image.get("subfolder", "")),
+            "type": str(image.get("type", "output")),
+        }
+        label = f"GET /view?filename={params['filename']}"
+        try:
+            with self.client.stream("GET", "/view", params=params) as response:
+                if response.status_code == 404:
+                    raise GeneratorError(
+                        f"ComfyUI at {self.shown_url} has no file {params['filename']!r} "
+                        f"(type {params['type']!r}, subfolder {params['subfolder']!r}); "
+                        "was it deleted?",
+                        generator=self._generator,
+                    )
+                if response.status_code >= 400:
+                    response.read()
+                self._check(response, label)
+                yield _iter_bytes(response, self, label)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, label) from exc
+
+
+def _iter_bytes(response: httpx.Response, api: ComfyUIAPI, label: str) -> Iterator[bytes]:
+    try:
+        yield from response.iter_bytes()
+    except httpx.HTTPError as exc:
+        raise api._transport_error(exc, label) from exc
+
+
+def _text(response: httpx.Response) -> str:
+    try:
+        return response.text
+    except Exception:  # an undecodable body is still worth reporting by its size
+        return f"<{len(response.content)} bytes>"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
