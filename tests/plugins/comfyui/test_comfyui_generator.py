@@ -70,7 +70,8 @@ def test_generate_and_download_a_real_image(
     client_id = fake.posts()[0].body["client_id"]
     assert fake.events.index(("ws", client_id)) < fake.events.index(("post", client_id))
     assert [p.stage for p in seen][:1] == ["submitted"]
-    assert "1 EmptyImage" in [p.node for p in seen]
+    nodes = [(p.node, p.message) for p in seen if p.stage == "running" and p.node]
+    assert nodes == [("1 EmptyImage", "node 1 of 2"), ("2 SaveImage", "node 2 of 2")]
     info = generator.image_info(image_id)
     assert info is not None
     assert (info.width, info.height, info.extra["color"]) == (96, 64, 0x336699)

@@ -73,6 +73,7 @@ class PromptTracker:
         #: Outputs announced by ``executed`` messages (history is what counts).
         self.outputs: dict[str, Any] = {}
         self._queue_remaining: int | None = None
+        self._ran: set[str] = set()
 
     def node_label(self, node_id: Any) -> str:
         """``"3 KSampler"``: a node id with its class."""
@@ -101,8 +102,11 @@ class PromptTracker:
                     self.finished = True
                 return None
             self.started = True
+            self._ran.add(str(node))
             label = self.node_label(node)
-            return self._progress("running", f"running {label}", node=label)
+            count, of = len(self._ran | set(self.cached)), len(self.class_types)
+            where = f"node {count} of {of}" if of >= count else "running"
+            return self._progress("running", where, node=label)
         if prompt_id is None and kind != "progress":
             return None
         if kind == "execution_start":
