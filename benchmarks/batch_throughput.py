@@ -1,0 +1,480 @@
+"""Batch throughput against fake queue servers that make one image at a time, T s each.
+
+For each backend, in one run:
+
+- naive loop, one server, 40 jobs: submit, wait, download, next (``generate_to_file`` in
+  a loop): the baseline;
+- batch runner, one server, 40 jobs (``--concurrency 2``);
+- batch runner, a pool of four servers, 80 jobs.
+
+Each run starts its clock after ``test_connection()``, which ``imagegen batch`` also calls
+before its first job (it opens the HTTP clients: about 20 ms each with httpx). Figures:
+wall time (to the last file in place), throughput, the servers' busy fraction (time spent
+making images over the time from the first start to the last finish, per server; the
+lowest is shown), the client's overhead per image (from the server finishing an image to
+its file being in place: median and 90th percentile), the lead-in (clock start to the first
+image starting) and tail (last image finished to the client done), images per server.
+
+Backends: ``invokeai`` (the InvokeAI plugin against ``fakes/invokeai_server.py``),
+``comfyui`` (the ComfyUI plugin against its tests' fake, timed by ``fakes/comfyui_server.py``),
+and ``simulated`` (an in-process generator holding a lock for T s: no HTTP at all).
+
+    python benchmarks/batch_throughput.py [--seconds 0.2] [--backends invokeai,comfyui]
+
+Targets: one server busy >= 97% of the time; four servers >= 3.8x the throughput of one;
+median client overhead <= 10 ms with one server (with four, eight client threads and four
+fake servers share this one process and its CPUs, which inflates it). Exits 1 if a target
+is missed, 2 if a backend cannot run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes"))
+
+from degrees37_imagegen import (
+    BaseImageGenerator,
+    GeneratorRegistry,
+    ImageInfo,
+    generate_to_file,
+    write_image_atomically,
+)
+from degrees37_imagegen.batch import (
+    BatchEvent,
+    BatchRunner,
+    GeneratorPool,
+    Job,
+    parse_jobs,
+)
+
+BUSY_TARGET = 0.97
+SPEEDUP_TARGET = 3.8
+OVERHEAD_TARGET = 0.010
+
+#: Server id of an image -> (started, finished), perf_counter seconds.
+Times = dict[str, tuple[float, float]]
+
+
+@dataclass
+class Servers:
+    """Running fake servers: their addresses and, once they ran, when each image ran."""
+
+    urls: list[str]
+    times: Callable[[], Times]
+
+
+@dataclass
+class Backend:
+    """How to start ``n`` fake servers and make a generator for a list of them."""
+
+    name: str
+    start: Callable[[int, float], contextlib.AbstractContextManager[Servers]]
+    generator: Callable[[list[str]], BaseImageGenerator]
+    note: str = ""
+
+
+@dataclass
+class Run:
+    """One measured run."""
+
+    label: str
+    jobs: int
+    servers: int
+    wall: float
+    busy: list[float]
+    overheads: list[float] = field(default_factory=list)
+    failed: int = 0
+    #: From the client's start to the first image starting on a server.
+    lead_in: float = 0.0
+    #: From the last image finishing on a server to the client being done.
+    tail: float = 0.0
+    #: Images per server.
+    per_server: list[int] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        """Images per second."""
+        return self.jobs / self.wall
+
+    def row(self) -> list[str]:
+        """The figures as table cells."""
+        over = sorted(self.overheads)
+        median = statistics.median(over) * 1000 if over else float("nan")
+        p90 = over[int(0.9 * (len(over) - 1))] * 1000 if over else float("nan")
+        return [
+            self.label,
+            str(self.jobs),
+            str(self.servers),
+            f"{self.wall:.2f}",
+            f"{self.throughput:.2f}",
+            f"{min(self.busy):.1%}",
+            f"{median:.1f}",
+            f"{p90:.1f}",
+            f"{self.lead_in * 1000:.0f}",
+            f"{self.tail * 1000:.0f}",
+            "/".join(str(n) for n in self.per_server),
+            str(self.failed),
+        ]
+
+
+# -- backends --------------------------------------------------------------------------------
+
+
+def _registry() -> GeneratorRegistry:
+    return GeneratorRegistry(config={})
+
+
+def _pool_or_one(cls_name: str, key: str, settings: dict[str, Any]) -> Callable[..., Any]:
+    def make(urls: list[str]) -> BaseImageGenerator:
+        if len(urls) == 1:
+            return _registry().get_generator(cls_name, {**settings, key: urls[0]})
+        _, reg, _ = _registry().resolve(cls_name)
+        return GeneratorPool.from_settings(
+            reg.resolve(), {**settings, "servers": urls}, name=f"{cls_name}-pool"
+        )
+
+    return make
+
+
+def invokeai_backend(poll_interval: float | None) -> Backend:
+    from invokeai_server import FakeInvokeAI
+
+    @contextlib.contextmanager
+    def start(n: int, seconds: float) -> Iterator[Servers]:
+        with contextlib.ExitStack() as stack:
+            fakes = [stack.enter_context(FakeInvokeAI(seconds)) for _ in range(n)]
+
+            def times() -> Times:
+                return {name: (t.started, t.finished) for f in fakes for name, t in f.times.items()}
+
+            yield Servers([f.url for f in fakes], times)
+
+    settings: dict[str, Any] = {"default_model": "sdxl-base-1.0", "map_sdxl_resolution": False}
+    if poll_interval is not None:
+        settings["poll_interval"] = poll_interval
+    note = "InvokeAI plugin, polling every <= " + (
+        f"{poll_interval}s" if poll_interval is not None else "its default poll_interval"
+    )
+    return Backend("invokeai", start, _pool_or_one("invokeai", "base_url", settings), note)
+
+
+def comfyui_backend(workdir: Path) -> Backend | None:
+    from comfyui_server import WORKFLOW, timed_fake_class
+
+    template = workdir / "comfyui_workflow.json"
+    template.write_text(json.dumps(WORKFLOW), encoding="utf-8")
+
+    @contextlib.contextmanager
+    def start(n: int, seconds: float) -> Iterator[Servers]:
+        cls = timed_fake_class(seconds)
+        fakes = [cls().start() for _ in range(n)]
+        try:
+
+            def times() -> Times:
+                return {pid: t for f in fakes for pid, t in f.times.items()}
+
+            yield Servers([f.url for f in fakes], times)
+        finally:
+            for fake in fakes:
+                fake.stop()
+
+    if timed_fake_class(0.0) is None:
+        return None
+    settings = {"workflow_template": str(template)}
+    make = _pool_or_one("comfyui", "server_address", settings)
+    return Backend("comfyui", start, make, "ComfyUI plugin (WebSocket + /history)")
+
+
+class _SimServer:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.lock = threading.Lock()
+        self.times: Times = {}
+
+
+_SIM: dict[str, _SimServer] = {}
+
+
+class SimulatedGenerator(BaseImageGenerator):
+    """A server in-process: one image at a time (a lock), ``seconds`` each, no HTTP."""
+
+    default_settings: ClassVar[dict[str, Any]] = {"url": "sim://0"}
+    server_setting: ClassVar[str] = "url"
+
+    def test_connection(self) -> bool:
+        return True
+
+    def generate_image(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        width: int = 1080,
+        height: int = 1920,
+        seed: int = -1,
+        **kwargs: Any,
+    ) -> str | None:
+        server = _SIM[self.config["url"]]
+        with server.lock:
+            started = time.perf_counter()
+            time.sleep(server.seconds)
+            image_id = uuid.uuid4().hex
+            server.times[image_id] = (started, time.perf_counter())
+        info = ImageInfo(image_id, self.name, prompt, negative_prompt, width, height, seed)
+        self.record_image(info)
+        return image_id
+
+    def download_image(self, image_id: str, output_path: str | Path) -> bool:
+        info = self.image_info(image_id)
+        assert info is not None
+        write_image_atomically(output_path, _png(info.width, info.height))
+        return True
+
+
+_PNGS: dict[tuple[int, int], bytes] = {}
+
+
+def _png(width: int, height: int) -> bytes:
+    if (width, height) not in _PNGS:
+        import io
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.new("RGB", (width, height), (30, 144, 255)).save(buffer, "PNG")
+        _PNGS[(width, height)] = buffer.getvalue()
+    return _PNGS[(width, height)]
+
+
+def simulated_backend() -> Backend:
+    @contextlib.contextmanager
+    def start(n: int, seconds: float) -> Iterator[Servers]:
+        urls = [f"sim://{uuid.uuid4().hex[:8]}" for _ in range(n)]
+        for url in urls:
+            _SIM[url] = _SimServer(seconds)
+
+        def times() -> Times:
+            return {k: v for url in urls for k, v in _SIM[url].times.items()}
+
+        yield Servers(urls, times)
+
+    def make(urls: list[str]) -> BaseImageGenerator:
+        if len(urls) == 1:
+            return SimulatedGenerator({"url": urls[0]}, name="simulated")
+        return GeneratorPool.from_settings(SimulatedGenerator, {"servers": urls}, name="sim")
+
+    return Backend("simulated", start, make, "in-process generator, no HTTP")
+
+
+# -- measuring -------------------------------------------------------------------------------
+
+
+def make_jobs(n: int) -> list[Job]:
+    return parse_jobs(
+        [{"prompt": f"scene {i}: the keeper climbs", "seed": i} for i in range(1, n + 1)],
+        defaults={"width": 1080, "height": 1920},
+    )
+
+
+def busy_fractions(times: Times, by_server: Sequence[set[str]]) -> list[float]:
+    fractions = []
+    for ids in by_server:
+        spans = [times[i] for i in ids if i in times]
+        if not spans:
+            continue
+        window = max(f for _, f in spans) - min(s for s, _ in spans)
+        fractions.append(sum(f - s for s, f in spans) / window)
+    return fractions
+
+
+def run_naive(backend: Backend, seconds: float, n: int, out: Path) -> Run:
+    with backend.start(1, seconds) as servers:
+        generator = backend.generator(servers.urls)
+        done: dict[str, float] = {}
+        failed = 0
+        with generator:
+            generator.test_connection()  # as imagegen batch does before it starts
+            started = time.perf_counter()
+            for job in make_jobs(n):
+                try:
+                    result = generate_to_file(
+                        generator,
+                        out / job.filename,
+                        job.prompt,
+                        width=job.width,
+                        height=job.height,
+                        seed=job.seed,
+                    )
+                except Exception as exc:
+                    failed += 1
+                    print(f"  naive: job {job.index} failed: {exc}", file=sys.stderr)
+                    continue
+                done[result.image_id] = time.perf_counter()
+            ended = time.perf_counter()
+        times = servers.times()
+    overheads = [done[i] - times[i][1] for i in done if i in times]
+    busy = busy_fractions(times, [set(times)])
+    lead_in, tail = _edges(times, started, ended)
+    return Run("naive loop", n, 1, ended - started, busy, overheads, failed, lead_in, tail, [n])
+
+
+def _edges(times: Times, started: float, ended: float) -> tuple[float, float]:
+    first = min(s for s, _ in times.values())
+    last = max(f for _, f in times.values())
+    return first - started, ended - last
+
+
+def run_batch(
+    backend: Backend, seconds: float, n: int, n_servers: int, out: Path, concurrency: int
+) -> Run:
+    with backend.start(n_servers, seconds) as servers:
+        generator = backend.generator(servers.urls)
+        done: dict[str, float] = {}
+        where: dict[str, str] = {}
+
+        def on_progress(event: BatchEvent) -> None:
+            if event.kind == "finished" and event.result and event.result.image_id:
+                done[event.result.image_id] = time.perf_counter()
+                where[event.result.image_id] = event.result.server or servers.urls[0]
+
+        with generator:
+            runner = BatchRunner(generator, out, concurrency=concurrency, on_progress=on_progress)
+            generator.test_connection()  # as imagegen batch does before it starts
+            started = time.perf_counter()
+            results = list(runner.run(make_jobs(n)))
+            ended = time.perf_counter()
+        times = servers.times()
+    failed = [r for r in results if r.status == "failed"]
+    for r in failed[:3]:
+        print(f"  batch: job {r.job.index} failed: {r.error}", file=sys.stderr)
+    overheads = [done[i] - times[i][1] for i in done if i in times]
+    groups: dict[str, set[str]] = {}
+    for image_id, server in where.items():
+        groups.setdefault(server, set()).add(image_id)
+    busy = busy_fractions(times, list(groups.values()))
+    label = "batch runner" + (f" (pool of {n_servers})" if n_servers > 1 else "")
+    lead_in, tail = _edges(times, started, ended)
+    per_server = [len(groups.get(url, ())) for url in servers.urls]
+    return Run(
+        label,
+        n,
+        n_servers,
+        ended - started,
+        busy,
+        overheads,
+        len(failed),
+        lead_in,
+        tail,
+        per_server,
+    )
+
+
+def table(rows: list[list[str]]) -> str:
+    headers = [
+        "run",
+        "jobs",
+        "servers",
+        "wall s",
+        "img/s",
+        "busy",
+        "ovh med ms",
+        "ovh p90 ms",
+        "lead-in ms",
+        "tail ms",
+        "per server",
+        "failed",
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def bench(backend: Backend, seconds: float, jobs1: int, jobs4: int, concurrency: int) -> list[str]:
+    """Run the three measurements for ``backend``; print them; return the missed targets."""
+    print(
+        f"\n== {backend.name}: {backend.note}; T = {seconds}s per image, 1080x1920, "
+        f"concurrency {concurrency}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        naive = run_naive(backend, seconds, jobs1, base / "naive")
+        one = run_batch(backend, seconds, jobs1, 1, base / "one", concurrency)
+        four = run_batch(backend, seconds, jobs4, 4, base / "four", concurrency)
+    print(table([naive.row(), one.row(), four.row()]))
+    speedup = four.throughput / one.throughput
+    median = statistics.median(one.overheads)
+    median4 = statistics.median(four.overheads)
+    print(
+        f"one server busy {min(one.busy):.1%} (target >= {BUSY_TARGET:.0%}; naive loop "
+        f"{min(naive.busy):.1%}); four servers {speedup:.2f}x one server's throughput "
+        f"(target >= {SPEEDUP_TARGET}); {one.throughput / naive.throughput:.2f}x the naive "
+        f"loop on one server; median client overhead {median * 1000:.1f} ms with one server "
+        f"(target <= {OVERHEAD_TARGET * 1000:.0f} ms; {median4 * 1000:.1f} ms with four, "
+        f"{statistics.median(naive.overheads) * 1000:.1f} ms in the naive loop)"
+    )
+    missed = []
+    if min(one.busy) < BUSY_TARGET:
+        missed.append(f"{backend.name}: one server busy {min(one.busy):.1%} < {BUSY_TARGET:.0%}")
+    if speedup < SPEEDUP_TARGET:
+        missed.append(f"{backend.name}: four servers {speedup:.2f}x < {SPEEDUP_TARGET}x")
+    if median > OVERHEAD_TARGET:
+        missed.append(f"{backend.name}: median overhead {median * 1000:.1f} ms > 10 ms")
+    if naive.failed or one.failed or four.failed:
+        missed.append(f"{backend.name}: some jobs failed")
+    return missed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=0.2, help="time per image (T)")
+    parser.add_argument("--backends", default="invokeai,comfyui")
+    parser.add_argument("--jobs1", type=int, default=40)
+    parser.add_argument("--jobs4", type=int, default=80)
+    parser.add_argument("--concurrency", type=int, default=2, help="jobs in flight per server")
+    parser.add_argument(
+        "--invokeai-poll-interval",
+        type=float,
+        default=None,
+        help="the InvokeAI plugin's poll_interval setting [default: the plugin's]",
+    )
+    args = parser.parse_args()
+    missed: list[str] = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for name in [b.strip() for b in args.backends.split(",") if b.strip()]:
+            try:
+                if name == "invokeai":
+                    backend: Backend | None = invokeai_backend(args.invokeai_poll_interval)
+                elif name == "comfyui":
+                    backend = comfyui_backend(Path(workdir))
+                elif name == "simulated":
+                    backend = simulated_backend()
+                else:
+                    parser.error(f"unknown backend {name!r}")
+                if backend is None:
+                    raise RuntimeError("its fake server is not in this checkout")
+                missed += bench(backend, args.seconds, args.jobs1, args.jobs4, args.concurrency)
+            except Exception as exc:
+                print(f"\n== {name}: cannot run: {type(exc).__name__}: {exc}", file=sys.stderr)
+                return 2
+    if missed:
+        print("\nMISSED: " + "; ".join(missed))
+        return 1
+    print("\nall targets met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
