@@ -354,6 +354,7 @@ def test_socket_drop_mid_prompt_reconnects(fake: FakeComfyUI, make: Make, tmp_pa
     assert len(fake.posts()) == 1  # never submitted twice
     client_id = fake.posts()[0].body["client_id"]
     assert fake.events.count(("ws", client_id)) == 2  # reconnected as the same client
+    assert generator._sockets == set()  # both sockets closed and forgotten
     generator.download_image(image_id, tmp_path / "d.png")
 
 
@@ -430,6 +431,12 @@ def test_timeout_while_running_interrupts_our_prompt(fake: FakeComfyUI, make: Ma
     assert fake.wait_until(lambda: ours in fake.history)
     assert fake.history[ours]["status"]["status_str"] == "error"
     gate.set()
+
+
+def test_bad_per_call_timeout(fake: FakeComfyUI, make: Make) -> None:
+    with pytest.raises(InvalidRequestError, match="timeout must be a number"):
+        empty_image(make).generate_image("x", width=8, height=8, timeout="soon")
+    assert fake.posts() == []
 
 
 def test_per_call_timeout_overrides_the_setting(fake: FakeComfyUI, make: Make) -> None:

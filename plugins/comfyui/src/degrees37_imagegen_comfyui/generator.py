@@ -210,7 +210,12 @@ class ComfyUIGenerator(BaseImageGenerator):
         :class:`~degrees37_imagegen_comfyui.ComfyUITimeoutError` is raised.
         """
         on_progress: ProgressCallback | None = kwargs.get("on_progress")
-        timeout = float(kwargs.get("timeout") or self.timeout)
+        timeout = kwargs.get("timeout") or self.timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise InvalidRequestError(
+                f"timeout must be a number of seconds above 0, got {timeout!r}",
+                generator=self.name,
+            )
         report = self._reporter(on_progress)
         generated = self.validate_dimensions(width, height)
         used_seed = self.resolve_seed(seed)
@@ -219,6 +224,13 @@ class ComfyUIGenerator(BaseImageGenerator):
 
         client_id = uuid.uuid4().hex
         prompt_id = str(uuid.uuid4())
+        opened: list[ClientConnection] = []
+
+        def reconnect() -> ClientConnection:
+            socket = self._connect_socket(client_id)
+            opened.append(socket)
+            return socket
+
         socket = self._open_socket(client_id)
         try:
             answer = self._submit(workflow, client_id, prompt_id)
@@ -243,7 +255,7 @@ class ComfyUIGenerator(BaseImageGenerator):
                 self._api,
                 tracker,
                 socket=socket,
-                connect=lambda: self._connect_socket(client_id),
+                connect=reconnect,
                 deadline=submitted + timeout,
                 poll_interval=self.poll_interval,
                 report=report,
@@ -256,10 +268,9 @@ class ComfyUIGenerator(BaseImageGenerator):
                 images = self._finished_images(prompt_id, submitted + timeout)
             except DeadlineReached:
                 images = self._on_timeout(prompt_id, timeout)
-            finally:
-                socket = watcher.socket
         finally:
-            self._close_socket(socket)
+            for each in [socket, *opened]:  # the first socket and any reconnected ones
+                self._close_socket(each)
 
         self.record_image(
             ImageInfo(
