@@ -85,3 +85,17 @@ def test_context_manager_closes() -> None:
     with Closing():
         pass
     assert closed == [True]
+
+
+def test_image_records_are_bounded() -> None:
+    from degrees37_imagegen import ImageInfo
+
+    class Small(Minimal):
+        max_image_records = 3
+
+    gen = Small()
+    for i in range(5):
+        gen.record_image(ImageInfo(f"id{i}", "x", "p", "", 8, 8, i))
+    assert gen.image_info("id0") is None
+    assert gen.image_info("id1") is None
+    assert gen.image_info("id4") is not None

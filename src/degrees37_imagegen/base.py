@@ -6,6 +6,7 @@ import random
 import threading
 import warnings
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,8 @@ class BaseImageGenerator(ABC):
     max_dimension: ClassVar[int] = 16384
     #: The largest number of pixels :meth:`validate_dimensions` accepts.
     max_pixels: ClassVar[int] = 16384 * 16384
+    #: How many images :meth:`image_info` remembers (the oldest are forgotten first).
+    max_image_records: ClassVar[int] = 4096
 
     def __init__(self, config: Mapping[str, Any] | None = None, *, name: str | None = None):
         given = dict(config or {})
@@ -114,7 +117,7 @@ class BaseImageGenerator(ABC):
                     stacklevel=2,
                 )
         self.config: dict[str, Any] = {**self.default_settings, **given}
-        self._images: dict[str, ImageInfo] = {}
+        self._images: OrderedDict[str, ImageInfo] = OrderedDict()
         self._images_lock = threading.Lock()
         self.validate_config()
 
@@ -194,9 +197,15 @@ class BaseImageGenerator(ABC):
         return seed
 
     def record_image(self, info: ImageInfo) -> None:
-        """Remember what was asked and used for an image (see :meth:`image_info`)."""
+        """Remember what was asked and used for an image (see :meth:`image_info`).
+
+        The newest :attr:`max_image_records` are kept, so long runs use bounded memory.
+        """
         with self._images_lock:
             self._images[info.image_id] = info
+            self._images.move_to_end(info.image_id)
+            while len(self._images) > self.max_image_records:
+                self._images.popitem(last=False)
 
     def image_info(self, image_id: str) -> ImageInfo | None:
         """What this generator recorded about ``image_id`` (seed used, size...), if anything."""

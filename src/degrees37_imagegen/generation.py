@@ -61,7 +61,7 @@ def generate_to_file(
         )
     t1 = time.perf_counter()
     BaseImageGenerator.report(
-        on_progress, Progress("downloading", f"downloading {image_id}", generator=generator.name)
+        on_progress, Progress("downloading", image_id, generator=generator.name)
     )
     info = generator.image_info(image_id) or ImageInfo(
         image_id=image_id,

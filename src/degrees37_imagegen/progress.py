@@ -9,6 +9,9 @@ from typing import Literal
 __all__ = ["Progress", "ProgressCallback", "Stage"]
 
 #: Where an image is in its life: waiting on the server's queue, running, downloading, done.
+#: Generators report ``submitted`` to ``step`` from ``generate_image``; ``downloading`` and
+#: ``done`` come from :func:`~degrees37_imagegen.generate_to_file` (and the batch runner),
+#: which know when the file is really in place.
 Stage = Literal["submitted", "queued", "running", "step", "downloading", "done"]
 
 
