@@ -332,3 +332,11 @@ def test_a_pool_leaves_out_a_server_that_does_not_answer(
     assert len(records) == 8
     assert {r["server"] for r in records} == {"up1", "up2"}
     assert all(r["attempts"] == 1 for r in records)
+
+
+def test_an_output_folder_that_cannot_be_made(in_tmp: Path) -> None:
+    path = jobs_file(in_tmp, 1)
+    (in_tmp / "taken").write_text("a file, not a folder", encoding="utf-8")
+    code, _, err = invoke("batch", str(path), "--out", "taken")
+    assert code == 2
+    assert err.startswith("error: cannot create the output folder taken: ")

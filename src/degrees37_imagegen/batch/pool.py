@@ -159,7 +159,8 @@ class GeneratorPool(BaseImageGenerator):
         return self.members[int(number) - 1]
 
     @staticmethod
-    def _inner_id(image_id: str) -> str:
+    def member_image_id(image_id: str) -> str:
+        """The id the member's own server gave pool image ``image_id``."""
         return image_id.partition(":")[2]
 
     # -- BaseImageGenerator ---------------------------------------------------------------
@@ -221,7 +222,7 @@ class GeneratorPool(BaseImageGenerator):
         """Download from the server that made the image (a connection error takes it out)."""
         member = self.member_of(image_id)
         try:
-            return member.generator.download_image(self._inner_id(image_id), output_path)
+            return member.generator.download_image(self.member_image_id(image_id), output_path)
         except GeneratorConnectionError as exc:
             self.mark_dead(member, exc)
             raise
@@ -232,7 +233,7 @@ class GeneratorPool(BaseImageGenerator):
             member = self.member_of(image_id)
         except GeneratorError:
             return None
-        info = member.generator.image_info(self._inner_id(image_id))
+        info = member.generator.image_info(self.member_image_id(image_id))
         return None if info is None else dataclasses.replace(info, image_id=image_id)
 
     def safe_config(self) -> dict[str, Any]:

@@ -399,7 +399,7 @@ class BatchRunner:
         server, image_id = None, made.image_id
         if isinstance(gen, GeneratorPool):
             server = gen.member_of(made.image_id).label
-            image_id = GeneratorPool._inner_id(made.image_id)
+            image_id = gen.member_image_id(made.image_id)
         return JobResult(
             job=job,
             status="done",
@@ -453,16 +453,20 @@ class BatchRunner:
         seed = text.get(METADATA_PREFIX + "seed", "")
         result.seed = int(seed) if seed.lstrip("-").isdigit() else None
         result.generator = text.get(METADATA_PREFIX + "generator")
-        if self._manifest is not None:
-            self._manifest.write(result.record())
+        self._record(result)
         return result
 
+    def _record(self, result: JobResult) -> None:
+        if self._manifest is None:
+            return
+        try:
+            self._manifest.write(result.record())
+        except OSError as exc:  # the image is in place; a lost record must not lose it
+            log.error("cannot write the manifest %s: %s", self.manifest_path, exc)
+
     def _finish(self, result: JobResult) -> None:
-        if result.status != "skipped" and self._manifest is not None:
-            try:
-                self._manifest.write(result.record())
-            except OSError as exc:  # the image is in place; a lost record must not lose it
-                log.error("cannot write the manifest %s: %s", self.manifest_path, exc)
+        if result.status != "skipped":  # a skipped job's record is already there
+            self._record(result)
         with self._lock:
             running = -1 if result.status != "skipped" else 0
             if result.status == "done":

@@ -110,11 +110,11 @@ def batch(
     the folder's manifest.jsonl records each job. Exit codes: 0 all done, 1 some job failed,
     2 bad jobs file or options (nothing made), 130 interrupted.
     """
-    from ..batch import BatchRunner, load_jobs, parse_shard
+    from ..batch import BatchRunner, parse_shard
     from ..batch import shard as take_shard
 
     with cli_errors(), contextlib.ExitStack() as stack:
-        jobs = _load(jobs_file, load_jobs)
+        jobs = _load(jobs_file)
         registry = _registry(config)
         default = stack.enter_context(registry.get_generator(generator))
         others, problems = _other_generators(registry, jobs, default, stack)
@@ -137,6 +137,11 @@ def batch(
             _dry_run(runner, selected, as_json)
             return
         _preflight(runner, selected)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            echo_err(f"error: cannot create the output folder {out_dir}: {exc.strerror or exc}")
+            raise typer.Exit(EXIT_USAGE) from None
         summary = _run(runner, selected, as_json)
         if contact_sheet and summary.done + summary.skipped:
             _contact_sheet(runner, jobs, as_json)
@@ -152,11 +157,11 @@ def _registry(config: Path | None) -> GeneratorRegistry:
     return open_registry(config)
 
 
-def _load(path: Path, load_jobs: Any) -> list[Job]:
-    from ..batch import JobsFileError
+def _load(path: Path) -> list[Job]:
+    from ..batch import JobsFileError, load_jobs
 
     try:
-        jobs: list[Job] = load_jobs(path)
+        jobs = load_jobs(path)
     except JobsFileError as exc:
         _report_problems(exc.problems, path)
     if not jobs:
