@@ -138,8 +138,13 @@ def test_timeout_interrupts_our_running_prompt_and_deletes_our_pending_one(
     workflow = load_capture("q1_post_long.json")["request"]["body"]["json"]["prompt"]
     workflow["1"]["inputs"]["color"] = uuid.uuid4().int & 0xFFFFFF
     running = make(generators, workflow_template=workflow, timeout=1.5, poll_interval=0.5)
-    pending_template = {**TEMPLATE, "1": {**TEMPLATE["1"], "inputs": {
-        **TEMPLATE["1"]["inputs"], "color": uuid.uuid4().int & 0xFFFFFF}}}  # fmt: skip
+    pending_template = {
+        **TEMPLATE,
+        "1": {
+            **TEMPLATE["1"],
+            "inputs": {**TEMPLATE["1"]["inputs"], "color": uuid.uuid4().int & 0xFFFFFF},
+        },
+    }
     pending = make(generators, workflow_template=pending_template, timeout=0.5, poll_interval=0.2)
     errors: dict[str, BaseException] = {}
 
@@ -179,3 +184,57 @@ def test_timeout_interrupts_our_running_prompt_and_deletes_our_pending_one(
         pending_id = errors["pending"].prompt_id  # type: ignore[attr-defined]
         assert client.get(f"/history/{pending_id}").json() == {}
         assert client.get("/queue").json() == {"queue_running": [], "queue_pending": []}
+
+
+def test_socket_dropped_mid_prompt_reconnects_without_resubmitting(
+    generators: list[ComfyUIGenerator], tmp_path: Path
+) -> None:
+    workflow = {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 1080, "height": 1920, "batch_size": 1, "color": 0},
+        },
+        "2": {
+            "class_type": "ImageBlur",
+            "inputs": {"image": ["1", 0], "blur_radius": 31, "sigma": 10.0},
+        },
+        "3": {
+            "class_type": "ImageBlur",
+            "inputs": {"image": ["2", 0], "blur_radius": 31, "sigma": 10.0},
+        },
+        "4": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["3", 0], "filename_prefix": "imagegen_e2e_drop"},
+        },
+    }
+    generator = make(generators, workflow_template=workflow, mapping={"color": "1.color"})
+    seen: list[Progress] = []
+    dropped = threading.Event()
+
+    def drop_on_first_blur(progress: Progress) -> None:
+        seen.append(progress)
+        if progress.node == "2 ImageBlur" and not dropped.is_set():
+            dropped.set()
+            for socket in list(generator._sockets):  # cut the TCP connection under it
+                socket.socket.shutdown(2)
+
+    colour = uuid.uuid4().int & 0xFFFFFF
+    image_id = generator.generate_image(
+        "x", width=1080, height=1920, color=colour, on_progress=drop_on_first_blur
+    )
+    assert dropped.is_set()
+    assert image_id is not None
+    generator.download_image(image_id, tmp_path / "after_drop.png")
+    with Image.open(tmp_path / "after_drop.png") as image:
+        size = image.size
+    nodes = [p.node for p in seen if p.node]
+    print(f"\n  prompt {image_id} finished after the drop: {size}; nodes seen {nodes}")
+    assert size == (1080, 1920)
+    with httpx.Client(base_url=URL, timeout=10) as client:
+        history = client.get("/history", params={"max_items": 20}).json()
+    same = [
+        key
+        for key, entry in history.items()
+        if entry["prompt"][2].get("1", {}).get("inputs", {}).get("color") == colour
+    ]
+    assert same == [image_id]  # submitted once
