@@ -169,3 +169,72 @@ def test_reconnecting_with_the_same_client_id_replays_the_current_node(fake: Fak
         gate.set()
         rest = receive_until_done(second, prompt_id)
     assert rest[-1]["data"] == {"node": None, "prompt_id": prompt_id}
+
+
+def test_http_answers_match_the_captures(fake: FakeComfyUI) -> None:
+    malformed = response("err_malformed_json.json")
+    got = httpx.post(f"{fake.url}/prompt", content=b'{"prompt": {"1": ')
+    assert (got.status_code, got.text) == (malformed["status"], malformed["body"]["text"])
+    unknown = load_capture("get_history_unknown_id.json")
+    got = httpx.get(unknown["request"]["url"].replace("http://127.0.0.1:8188", fake.url))
+    assert got.json() == unknown["response"]["body"]["json"]
+    missing = load_capture("get_view_missing.json")
+    got = httpx.get(missing["request"]["url"].replace("http://127.0.0.1:8188", fake.url))
+    assert (got.status_code, got.text) == (404, missing["response"]["body"]["text"])
+    for name in ("q1_post_queue_delete.json", "q2_post_interrupt_targeted.json"):
+        capture = load_capture(name)
+        path = capture["request"]["url"].replace("http://127.0.0.1:8188", "")
+        got = httpx.post(f"{fake.url}{path}", json=capture["request"]["body"]["json"])
+        assert (got.status_code, got.text) == (200, capture["response"]["body"]["text"]), name
+
+
+def test_view_and_queue_look_like_the_captures(fake: FakeComfyUI) -> None:
+    gate = fake.gate("ImageBlur")
+    long = request_body("q1_post_long.json")["prompt"]
+    httpx.post(f"{fake.url}/prompt", json={"prompt": long, "client_id": "c"})
+    short = request_body("ok_512x512_post_prompt.json")["prompt"]
+    httpx.post(f"{fake.url}/prompt", json={"prompt": short, "client_id": "c"})
+    assert fake.wait_until(lambda: fake.running is not None)
+    mine = httpx.get(f"{fake.url}/queue").json()
+    real = response("q1_queue_before_delete.json")["body"]["json"]
+    for key in ("queue_running", "queue_pending"):
+        item, real_item = mine[key][0], real[key][0]
+        assert [type(x) for x in item] == [type(x) for x in real_item]
+        assert item[3] == {"client_id": "c"}
+    assert mine["queue_running"][0][2] == real["queue_running"][0][2]  # the same long prompt
+    gate.set()
+    assert fake.wait_until(lambda: len(fake.history) == 2)
+    image = next(
+        entry["outputs"]["2"]["images"][0]
+        for entry in fake.history.values()
+        if "2" in entry["outputs"]
+    )
+    got = httpx.get(f"{fake.url}/view", params=image)
+    real_view = response("ok_1080x1920_view.json")
+    assert got.status_code == real_view["status"]
+    assert got.headers["Content-Type"] == real_view["headers"]["Content-Type"]
+    assert got.headers["Content-Disposition"] == f'filename="{image["filename"]}"'
+
+
+def test_targeted_interrupt_sequence_matches_the_capture(fake: FakeComfyUI) -> None:
+    fake.gate("ImageBlur")
+    workflow = request_body("q1_post_long.json")["prompt"]
+    client_id = str(uuid.uuid4())
+    with connect(f"ws://127.0.0.1:{fake.port}/ws?clientId={client_id}") as ws:
+        prompt_id = httpx.post(
+            f"{fake.url}/prompt", json={"prompt": workflow, "client_id": client_id}
+        ).json()["prompt_id"]
+        assert fake.wait_until(lambda: fake.last_node_id == "10")
+        httpx.post(f"{fake.url}/interrupt", json={"prompt_id": prompt_id})
+        messages = receive_until_done(ws, prompt_id)
+    real = captured("queue_interrupt_part2.ws.json")
+    assert [shape(m) for m in messages][-4:] == real[-4:]
+    entry = httpx.get(f"{fake.url}/history/{prompt_id}").json()[prompt_id]
+    real_entry = next(iter(response("q1_history_interrupted.json")["body"]["json"].values()))
+    assert entry["status"]["status_str"] == real_entry["status"]["status_str"] == "error"
+    assert [m[0] for m in entry["status"]["messages"]] == [
+        m[0] for m in real_entry["status"]["messages"]
+    ]
+    interrupted = entry["status"]["messages"][-1][1]
+    assert set(interrupted) == set(real_entry["status"]["messages"][-1][1])
+    assert (entry["outputs"], entry["meta"]) == (real_entry["outputs"], real_entry["meta"])
