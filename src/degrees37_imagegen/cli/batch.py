@@ -49,7 +49,7 @@ def batch(
         typer.Option(
             "--out",
             "-o",
-            help="Output folder [default: the jobs file's name without extension, here].",
+            help="Output folder (default: the jobs file's name without extension, here).",
             show_default=False,
         ),
     ] = None,
@@ -58,7 +58,7 @@ def batch(
         typer.Option(
             "--generator",
             "-g",
-            help="Generator for jobs that name none [default: the config's default_generator].",
+            help="Generator for jobs that name none (default: the config's default_generator).",
             show_default=False,
         ),
     ] = None,
@@ -106,9 +106,11 @@ def batch(
 ) -> None:
     """Make every image of a jobs file into a folder; run it again to finish what is left.
 
-    Images already there (whole) are skipped, a failed job does not stop the others, and
-    the folder's manifest.jsonl records each job. Exit codes: 0 all done, 1 some job failed,
-    2 bad jobs file or options (nothing made), 130 interrupted.
+    Images already there (whole) are skipped; a failed job does not stop the others.
+
+    Every job is recorded in the folder's manifest.jsonl.
+
+    Exit codes: 0 all done, 1 some job failed, 2 bad input (nothing made), 130 interrupted.
     """
     from ..batch import BatchRunner, parse_shard
     from ..batch import shard as take_shard
