@@ -34,6 +34,7 @@ def test_empty_secret_stays_visible_as_unset() -> None:
 def test_url_passwords() -> None:
     assert redact_url("https://bob:hunter2@h:8443/x?y=1") == "https://bob:***@h:8443/x?y=1"
     assert redact_url("http://h:1/") == "http://h:1/"
+    assert redact_url("https://sk-123@proxy/comfy") == "https://***@proxy/comfy"
     assert redact({"servers": ["http://a:pw@h"]}) == {"servers": ["http://a:***@h"]}
 
 

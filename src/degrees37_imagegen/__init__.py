@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from .hookspecs import hookimpl, hookspec
     from .plugins import PluginInfo, PluginLoadError, PluginWarning
     from .progress import Progress, ProgressCallback
-    from .redaction import redact
+    from .redaction import redact, redact_text, redact_url
     from .registry import GeneratorRegistry
     from .retry import retry_with_backoff
 
@@ -104,6 +104,8 @@ _LAZY: dict[str, str] = {
     "load_config": "config",
     "read_png_text": "files",
     "redact": "redaction",
+    "redact_text": "redaction",
+    "redact_url": "redaction",
     "retry_with_backoff": "retry",
     "verify_image": "files",
     "write_image_atomically": "files",
@@ -163,6 +165,8 @@ __all__ = [
     "parse_jobs",
     "read_png_text",
     "redact",
+    "redact_text",
+    "redact_url",
     "retry_with_backoff",
     "run_batch",
     "verify_image",

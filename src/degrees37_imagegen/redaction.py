@@ -39,18 +39,23 @@ def redact_text(text: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """Hide the password in ``scheme://user:password@host/...``."""
+    """Hide the password in ``scheme://user:password@host/...`` (and a lone ``token@host``,
+    which is how some proxies take a key)."""
     if "@" not in url or "://" not in url:
         return url
     try:
         parts = urlsplit(url)
+        port = parts.port
     except ValueError:
+        return _URL_PASSWORD.sub(rf"\1{REDACTED}@", url)
+    if "@" not in parts.netloc:
         return url
+    host = parts.netloc.rsplit("@", 1)[1]
     if parts.password is None:
-        return url
+        return urlunsplit(parts._replace(netloc=f"{REDACTED}@{host}"))
     netloc = f"{parts.username}:{REDACTED}@{parts.hostname}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
+    if port is not None:
+        netloc += f":{port}"
     return urlunsplit(parts._replace(netloc=netloc))
 
 

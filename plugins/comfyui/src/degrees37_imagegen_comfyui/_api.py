@@ -22,6 +22,7 @@ from degrees37_imagegen.errors import (
     GeneratorLimitError,
     GeneratorTimeoutError,
 )
+from degrees37_imagegen.redaction import redact_url
 
 from ._errors import ComfyUIServerError, ComfyUIValidationError
 
@@ -30,21 +31,12 @@ __all__ = [
     "ComfyUIAPI",
     "PromptMaybeSubmitted",
     "parse_server_address",
-    "redact_url",
 ]
 
 #: The port ComfyUI listens on unless told otherwise.
 DEFAULT_PORT = 8188
 
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its ``user:password@`` part, fit to show."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def parse_server_address(value: str) -> tuple[str, str]:
