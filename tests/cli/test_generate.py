@@ -135,3 +135,30 @@ def test_debug_log_lines_hide_secrets(capsys: pytest.CaptureFixture[str]) -> Non
     assert "HTTP Request: GET http://u:***@h:1/x?api_key=***" in err
     assert "pa55word" not in err
     assert "k3y" not in err
+
+
+def test_param_passes_typed_keyword_arguments(in_tmp: Path) -> None:
+    code, _, err = invoke(
+        "generate", "x", "-W", "64", "-H", "64", "-o", "p.png", "--param", "placeholder_style=debug"
+    )
+    assert code == 0, err
+    assert read_png_text(Path("p.png"))["imagegen:placeholder_style"] == "debug"
+
+
+def test_bad_param_exit_2(in_tmp: Path) -> None:
+    code, _, err = invoke("generate", "x", "--param", "novalue")
+    assert code == 2
+    assert err == "error: --param 'novalue': expected KEY=VALUE, e.g. steps=30\n"
+
+
+def test_parse_params_types() -> None:
+    from degrees37_imagegen.cli.generate import parse_params
+
+    assert parse_params(["steps=30", "cfg=7.5", "hires=true", "name=a b", "c=0xFF", "e="]) == {
+        "steps": 30,
+        "cfg": 7.5,
+        "hires": True,
+        "name": "a b",
+        "c": 255,
+        "e": "",
+    }

@@ -6,10 +6,11 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
+from ..errors import InvalidRequestError
 from ._errors import cli_errors
 from ._progress import ProgressLine
 from ._registry import open_registry
@@ -21,6 +22,28 @@ def slugify(text: str, max_length: int = 48) -> str:
     """A short, file-name-safe version of ``text``: ``"A cat, at night!"`` is ``a-cat-at-night``."""
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return slug[:max_length].rstrip("-") or "image"
+
+
+def parse_params(params: list[str]) -> dict[str, Any]:
+    """``["steps=30", "colour=0xFF8800"]`` to ``{"steps": 30, "colour": 16746496}``.
+
+    Values are read as YAML scalars (numbers, booleans, strings), as in the config file.
+    Raises :class:`InvalidRequestError` naming a malformed item.
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in params:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise InvalidRequestError(f"--param {item!r}: expected KEY=VALUE, e.g. steps=30")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        out[key] = value if isinstance(value, (int, float, bool, str)) else text
+    return out
 
 
 def _default_output(prompt: str) -> Path:
@@ -65,9 +88,20 @@ def generate(
         Optional[Path],
         typer.Option("--config", "-c", help="Configuration file (YAML).", show_default=False),
     ] = None,
+    param: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--param",
+            "-p",
+            help="KEY=VALUE passed to the generator (e.g. steps=30, style_preset=Anime, or a "
+            "template's own field); repeat for several.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Generate one image and write it (atomically) to a file; print where."""
     with cli_errors():
+        extra = parse_params(param or [])
         registry = open_registry(config)
         gen = registry.get_generator(generator)
         from ..generation import generate_to_file
@@ -84,6 +118,7 @@ def generate(
                 height=height,
                 seed=seed,
                 on_progress=progress,
+                **extra,
             )
         elapsed = time.perf_counter() - started
         typer.echo(str(result.path))
