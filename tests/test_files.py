@@ -11,6 +11,7 @@ from degrees37_imagegen import (
     add_png_text,
     atomic_path,
     read_png_text,
+    slugify,
     verify_image,
     write_image_atomically,
 )
@@ -83,3 +84,9 @@ def test_add_png_text_keeps_server_metadata(tmp_path: Path) -> None:
 def test_add_png_text_rejects_non_png() -> None:
     with pytest.raises(GeneratorError, match="not a PNG"):
         add_png_text(b"GIF89a", {"a": "b"})
+
+
+def test_slugify() -> None:
+    assert slugify("  Hello, World!  ") == "hello-world"
+    assert slugify("!!!") == "image"
+    assert len(slugify("word " * 50)) <= 48

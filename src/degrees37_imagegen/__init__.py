@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         add_png_text,
         atomic_path,
         read_png_text,
+        slugify,
         verify_image,
         write_image_atomically,
     )
@@ -106,6 +107,7 @@ _LAZY: dict[str, str] = {
     "redact": "redaction",
     "redact_text": "redaction",
     "redact_url": "redaction",
+    "slugify": "files",
     "retry_with_backoff": "retry",
     "verify_image": "files",
     "write_image_atomically": "files",
@@ -168,6 +170,7 @@ __all__ = [
     "redact_text",
     "redact_url",
     "retry_with_backoff",
+    "slugify",
     "run_batch",
     "verify_image",
     "write_image_atomically",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import struct
 import tempfile
 import zlib
@@ -21,6 +22,7 @@ __all__ = [
     "add_png_text",
     "atomic_path",
     "read_png_text",
+    "slugify",
     "verify_image",
     "write_image_atomically",
 ]
@@ -30,6 +32,12 @@ __all__ = [
 METADATA_PREFIX = "imagegen:"
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def slugify(text: str, max_length: int = 48) -> str:
+    """A short, file-name-safe ``text``: ``"A cat, at night!"`` is ``a-cat-at-night``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:max_length].rstrip("-") or "image"
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ from typer.testing import CliRunner
 
 from degrees37_imagegen import read_png_text
 from degrees37_imagegen.cli import app
-from degrees37_imagegen.cli.generate import slugify
 
 runner = CliRunner()
 
@@ -107,12 +106,6 @@ def test_debug_shows_traceback(in_tmp: Path) -> None:
     code, _, err = invoke("--debug", "generate", "x", "-g", "nope")
     assert code == 2
     assert "Traceback" in err
-
-
-def test_slugify() -> None:
-    assert slugify("  Hello, World!  ") == "hello-world"
-    assert slugify("!!!") == "image"
-    assert len(slugify("word " * 50)) <= 48
 
 
 def test_debug_log_lines_hide_secrets(capsys: pytest.CaptureFixture[str]) -> None:

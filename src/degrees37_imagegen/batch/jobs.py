@@ -23,6 +23,7 @@ from typing import Any
 
 from ..base import MAX_SEED
 from ..errors import InvalidRequestError
+from ..files import slugify
 
 __all__ = [
     "CONTACT_SHEET_NAME",
@@ -33,7 +34,6 @@ __all__ = [
     "load_jobs",
     "parse_jobs",
     "shard",
-    "slugify",
 ]
 
 #: The keys a job understands itself; any other key is passed on to ``generate_image``.
@@ -47,12 +47,6 @@ _SAFE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
 _KWARG = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _INT = re.compile(r"[+-]?\d+\Z")
 _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?\Z")
-
-
-def slugify(text: str, max_length: int = 48) -> str:
-    """A short, file-name-safe ``text``: ``"A cat, at night!"`` is ``a-cat-at-night``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return slug[:max_length].rstrip("-") or "image"
 
 
 @dataclass(frozen=True)

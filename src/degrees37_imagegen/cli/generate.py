@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from pathlib import Path
@@ -11,17 +10,12 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import InvalidRequestError
+from ..files import slugify
 from ._errors import cli_errors
 from ._progress import ProgressLine
 from ._registry import open_registry
 
-__all__ = ["generate", "slugify"]
-
-
-def slugify(text: str, max_length: int = 48) -> str:
-    """A short, file-name-safe version of ``text``: ``"A cat, at night!"`` is ``a-cat-at-night``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return slug[:max_length].rstrip("-") or "image"
+__all__ = ["generate", "parse_params"]
 
 
 def parse_params(params: list[str]) -> dict[str, Any]:
