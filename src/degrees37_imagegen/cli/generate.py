@@ -63,8 +63,8 @@ def generate(
         typer.Option(
             "--generator",
             "-g",
-            help="Configured generator or plugin name [default: the config's "
-            "default_generator; mock when TESTING=true].",
+            help="Configured generator or plugin name (default: the config's "
+            "default_generator; mock when TESTING=true).",
             show_default=False,
         ),
     ] = None,
@@ -73,8 +73,8 @@ def generate(
         typer.Option(
             "--output",
             "-o",
-            help="Where to write the PNG [default: a name made from the prompt, in the "
-            "current folder, never overwriting].",
+            help="Where to write the PNG (default: a name made from the prompt, in the "
+            "current folder, never overwriting).",
             show_default=False,
         ),
     ] = None,

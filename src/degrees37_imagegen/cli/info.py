@@ -92,7 +92,7 @@ def check(
     names: Annotated[
         Optional[list[str]],
         typer.Argument(
-            help="Generators to check [default: every configured one].", show_default=False
+            help="Generators to check (default: every configured one).", show_default=False
         ),
     ] = None,
     config: ConfigOption = None,
