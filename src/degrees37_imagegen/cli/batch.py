@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 import typer
 
 from ._errors import EXIT_FAILED, EXIT_USAGE, cli_errors, echo_err
+from ._options import ConfigOption
 
 if TYPE_CHECKING:
     from ..base import BaseImageGenerator
@@ -85,10 +86,7 @@ def batch(
             show_default=False,
         ),
     ] = None,
-    config: Annotated[
-        Optional[Path],
-        typer.Option("--config", "-c", help="Configuration file (YAML).", show_default=False),
-    ] = None,
+    config: ConfigOption = None,
     as_json: Annotated[
         bool,
         typer.Option("--json", help="Print one JSON object per finished job, then a summary."),

@@ -12,6 +12,7 @@ import typer
 from ..errors import InvalidRequestError
 from ..files import slugify
 from ._errors import cli_errors
+from ._options import ConfigOption
 from ._progress import ProgressLine
 from ._registry import open_registry
 
@@ -78,10 +79,7 @@ def generate(
             show_default=False,
         ),
     ] = None,
-    config: Annotated[
-        Optional[Path],
-        typer.Option("--config", "-c", help="Configuration file (YAML).", show_default=False),
-    ] = None,
+    config: ConfigOption = None,
     param: Annotated[
         Optional[list[str]],
         typer.Option(

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from ._errors import EXIT_FAILED, cli_errors, echo_err
+from ._options import ConfigOption
 from ._registry import open_registry
 
 __all__ = ["check", "config_command", "plugins", "table"]
 
-ConfigOption = Annotated[
-    Optional[Path],
-    typer.Option("--config", "-c", help="Configuration file (YAML).", show_default=False),
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
