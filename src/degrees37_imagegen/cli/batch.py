@@ -250,7 +250,7 @@ def _line(result: JobResult, position: int, total: int) -> str:
     parts = [head, f"seed {result.seed}"]
     if result.server:
         parts.append(result.server)
-    parts.append(f"{result.timings.get('total', 0.0):.1f}s")
+    parts.append(f"{result.timings.get('total', 0.0):.2f}s")
     return "  ".join(parts)
 
 
