@@ -12,8 +12,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the helpers beside this file
 
-from invokeai_fake import BASE_URL, Captures, FakeInvokeAI
+from invokeai_fake import Captures, FakeInvokeAI
 from invokeai_schema import OpenAPISchema
+from socketio_fake import SocketIOServer
 
 from degrees37_imagegen_invokeai import InvokeAIGenerator
 
@@ -38,11 +39,19 @@ def schema(captures: Captures) -> OpenAPISchema:
 
 
 class FakeClock:
-    """Time that only moves when someone sleeps, so waits cost nothing and never flake."""
+    """Time that only moves when someone sleeps, so waits cost nothing and never flake.
+
+    A wait for an event (a socket.io event the fake server pushes) really waits, up to
+    ``real_wait`` seconds; if none comes, the fake time moves on by the wait's timeout
+    instead. Tests that expect no event set ``real_wait`` to 0.
+    """
 
     def __init__(self) -> None:
         self.now = 1000.0
         self.slept: list[float] = []
+        #: The timeouts of the waits for events that ended with an event.
+        self.woken: list[float] = []
+        self.real_wait = 5.0
         self._lock = threading.Lock()
 
     def time(self) -> float:
@@ -55,6 +64,15 @@ class FakeClock:
         with self._lock:
             self.slept.append(seconds)
             self.now += seconds
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Wait for ``event``: really (``real_wait`` at most), else in fake time."""
+        if event.wait(self.real_wait):
+            with self._lock:
+                self.woken.append(seconds)
+            return True
+        self.sleep(seconds)
+        return False
 
 
 @pytest.fixture
@@ -72,16 +90,43 @@ def fake(captures: Captures, schema: OpenAPISchema) -> Iterator[FakeInvokeAI]:
 
 
 @pytest.fixture
+def socketio_server() -> Iterator[SocketIOServer]:
+    """A fake socket.io endpoint on a loopback port (see ``socketio_fake.py``)."""
+    server = SocketIOServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_fake(
+    captures: Captures, schema: OpenAPISchema, socketio_server: SocketIOServer
+) -> Iterator[FakeInvokeAI]:
+    """A fake InvokeAI that also pushes socket.io events. Its HTTP is mocked at the address
+    of ``socketio_server``, so the generator finds the socket where the real server has it."""
+    server = FakeInvokeAI(captures, schema, base_url=socketio_server.url)
+    server.attach_socketio(socketio_server.endpoint)
+    with server.router:
+        yield server
+    server.wait_for_runners()
+
+
+@pytest.fixture
 def make_generator(
     fake: FakeInvokeAI, clock: FakeClock
 ) -> Iterator[Callable[..., InvokeAIGenerator]]:
-    """Make generators talking to ``fake`` on the fake clock; closed after the test."""
+    """Make generators talking to ``fake`` on the fake clock; closed after the test.
+
+    ``events`` is on only when the fake has a socket.io endpoint (the plain fake has no
+    network address a socket could reach); a test may still set it.
+    """
     made: list[InvokeAIGenerator] = []
 
     def make(**settings: Any) -> InvokeAIGenerator:
-        generator = InvokeAIGenerator({"base_url": BASE_URL, **settings}, name="invokeai")
+        settings.setdefault("events", fake.sio is not None)
+        generator = InvokeAIGenerator({"base_url": fake.base_url, **settings}, name="invokeai")
         generator._clock = clock.time
         generator._sleep = clock.sleep
+        generator._wait = clock.wait
         made.append(generator)
         return generator
 

@@ -6,6 +6,11 @@ real ``openapi.json`` (a test fails at once on a graph the server would refuse),
 move through a scripted list of statuses one poll at a time, and a graph naming a model the
 fake does not have fails at run time with the server's own ``Unknown model: <key>``, as the
 real server does. Faults (refused connections, lost answers) can be injected per route.
+
+With a socket.io endpoint attached (:meth:`FakeInvokeAI.attach_socketio`, see
+``socketio_fake.py``) every status change is also pushed as the server pushes it, and
+``run_after_polls`` makes an item run by itself, node by node, pushing its events, the way
+the real server runs it, instead of advancing one status per poll.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import httpx
 import respx
 from invokeai_schema import OpenAPISchema
 from PIL import Image, PngImagePlugin
+from socketio_fake import ItemIds, SocketIOEndpoint, invocation_event, status_changed
 
 __all__ = ["BASE_URL", "Captures", "FakeInvokeAI", "model_record"]
 
@@ -110,6 +116,18 @@ class FakeItem:
         #: The images the item made, by node id: (image name, size).
         self.outputs: dict[str, tuple[str, tuple[int, int]]] = {}
         self.error: tuple[str, str] | None = None
+        self.running = False
+
+    @property
+    def ids(self) -> ItemIds:
+        """What identifies the item in its socket.io events."""
+        return ItemIds(
+            self.item_id,
+            self.batch_id,
+            self.session_id,
+            self.batch.get("origin"),
+            self.batch.get("destination"),
+        )
 
     @property
     def image_name(self) -> str | None:
@@ -148,10 +166,33 @@ class FakeInvokeAI:
         self.reject_next_enqueue: str | None = None
         #: Let an item finish just as it is canceled (the race at the end of max_wait).
         self.complete_on_cancel = False
+        #: The socket.io endpoint, when one is attached.
+        self.sio: SocketIOEndpoint | None = None
+        #: Once an item was polled this many times, it runs by itself on a thread, pushing
+        #: its events (the polls stop advancing it: give it the script ``["pending"]``).
+        self.run_after_polls: int | None = None
+        #: Cut the sockets instead of pushing this final status (the event is lost).
+        self.drop_instead_of: str | None = None
+        self.runners: list[threading.Thread] = []
         self.router = respx.mock(base_url=base_url, assert_all_called=False)
         self._routes()
 
     # -- helpers for tests ---------------------------------------------------------------
+
+    def attach_socketio(self, endpoint: SocketIOEndpoint) -> None:
+        """Push events on ``endpoint``; its subscriptions are logged in :attr:`calls`."""
+        self.sio = endpoint
+
+        def subscribed(queue_id: str) -> None:
+            with self.lock:
+                self.calls.append(("SOCKET.IO", f"subscribe_queue {queue_id}"))
+
+        endpoint.on_subscribe = subscribed
+
+    def wait_for_runners(self, timeout: float = 10.0) -> None:
+        """Wait until the items running by themselves are done."""
+        for runner in list(self.runners):
+            runner.join(timeout)
 
     def count(self, method: str, path: str) -> int:
         """How many requests went to ``method path`` (path without query)."""
@@ -289,6 +330,7 @@ class FakeInvokeAI:
             runs=batch["runs"],
         )
         answer["item_ids"] = [item.item_id]
+        self._emit_batch_enqueued(item)
         self._raise_after(fault, request)
         return self.captures.response("enqueue_blank_image.json", body=answer)
 
@@ -315,9 +357,20 @@ class FakeInvokeAI:
             item.polls += 1
             if item.status not in ("completed", "failed", "canceled") and item.script:
                 self._advance(item, item.script.pop(0) if len(item.script) > 1 else item.script[0])
-            return self.captures.response(
+            answer = self.captures.response(
                 "queue_item_blank_completed.json", body=self._item_body(item)
             )
+            if (
+                self.run_after_polls is not None
+                and item.polls >= self.run_after_polls
+                and item.status == "pending"
+                and not item.running
+            ):
+                item.running = True
+                runner = threading.Thread(target=self._run, args=(item,), daemon=True)
+                self.runners.append(runner)
+                runner.start()
+            return answer
 
     def _cancel(self, request: httpx.Request, item_id: str) -> httpx.Response:
         self._log(request)
@@ -328,6 +381,7 @@ class FakeInvokeAI:
             # InvokeAI leaves a finished item as it is.
             if item.status not in ("completed", "failed", "canceled"):
                 item.status = "canceled"
+                self._emit_status(item)
             return self.captures.response(
                 "queue_item_cancel_pending.json", body=self._item_body(item)
             )
@@ -351,6 +405,12 @@ class FakeInvokeAI:
     # -- running items -------------------------------------------------------------------
 
     def _advance(self, item: FakeItem, status: str) -> None:
+        before = item.status
+        self._set_status(item, status)
+        if item.status != before:
+            self._emit_status(item)
+
+    def _set_status(self, item: FakeItem, status: str) -> None:
         if status != "completed":
             item.status = status
             return
@@ -368,6 +428,68 @@ class FakeInvokeAI:
                 name = f"{uuid.uuid4()}.png"
                 item.outputs[node_id] = (name, (width, height))
                 self.images[name] = self._png(width, height, graph)
+
+    def _emit_status(self, item: FakeItem) -> None:
+        """Push the item's new status (none for ``pending``: the server sends none)."""
+        if self.sio is None or item.status == "pending":
+            return
+        if self.drop_instead_of == item.status:
+            self.drop_instead_of = None
+            self.sio.drop()
+            return
+        error = item.error if item.status == "failed" else None
+        self.sio.emit(
+            "queue_item_status_changed", status_changed(item.ids, item.status, error=error)
+        )
+
+    def _emit_batch_enqueued(self, item: FakeItem) -> None:
+        if self.sio is None:
+            return
+        data = self.sio.rec.payload("batch_enqueued")
+        data.update(batch_id=item.batch_id, origin=item.batch.get("origin"))
+        self.sio.emit("batch_enqueued", data)
+
+    def _run(self, item: FakeItem) -> None:
+        """Run the item as the server does, pushing its events as they happen."""
+        sio = self.sio
+        assert sio is not None
+        with self.lock:
+            self._advance(item, "in_progress")
+        graph = item.batch["graph"]
+        missing = self._unknown_model(graph)
+        for node_id, node in graph["nodes"].items():
+            is_loader = node["type"].endswith("model_loader")
+            if missing is not None and not is_loader:
+                continue
+            sio.emit(
+                "invocation_started",
+                invocation_event("invocation_started", item.ids, node_id, node),
+            )
+            if missing is not None:  # the loader fails, as on the real server
+                with self.lock:
+                    self._advance(item, "completed")
+                error = item.error
+                event = invocation_event("invocation_error", item.ids, node_id, node, error=error)
+                sio.emit("invocation_error", event)
+                return
+            if node["type"] == "denoise_latents":
+                steps = int(node["steps"])
+                for step in range(steps + 1):
+                    event = invocation_event(
+                        "invocation_progress", item.ids, node_id, node,
+                        message="Denoising", percentage=step / steps,
+                    )  # fmt: skip
+                    sio.emit("invocation_progress", event)
+            output = self.schema.node_schemas[node["type"]]["output"]["$ref"]
+            if output.endswith("/ImageOutput"):
+                event = invocation_event("invocation_progress", item.ids, node_id, node)
+                sio.emit("invocation_progress", event)  # "Saving image", as recorded
+            sio.emit(
+                "invocation_complete",
+                invocation_event("invocation_complete", item.ids, node_id, node),
+            )
+        with self.lock:
+            self._advance(item, "completed")
 
     def _unknown_model(self, graph: dict[str, Any]) -> str | None:
         keys = {m["key"] for m in self.models}

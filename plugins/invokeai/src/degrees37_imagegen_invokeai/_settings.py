@@ -39,6 +39,7 @@ DEFAULT_SETTINGS: Mapping[str, Any] = {
     "keep_native_size": False,
     "retries": 3,
     "poll_interval": 0.1,
+    "events": True,
 }
 
 #: The schedulers InvokeAI 6 accepts (``SCHEDULER_NAME_VALUES``).
@@ -89,7 +90,7 @@ def validate_settings(cfg: dict[str, Any]) -> GraphTemplate | None:
     retries = cfg["retries"]
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ConfigError(f"must be a whole number, 0 or more, got {retries!r}", key="retries")
-    for key in ("map_sdxl_resolution", "keep_native_size"):
+    for key in ("map_sdxl_resolution", "keep_native_size", "events"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"must be true or false, got {cfg[key]!r}", key=key)
     # An empty value means "not set", as ${VAR:-} gives when VAR is unset.

@@ -31,9 +31,10 @@ from degrees37_imagegen.errors import (
     InvalidRequestError,
 )
 from degrees37_imagegen.files import atomic_path, verify_image
-from degrees37_imagegen.progress import Progress, ProgressCallback
+from degrees37_imagegen.progress import Progress, ProgressCallback, Stage
 from degrees37_imagegen.retry import retry_with_backoff
 
+from ._events import ItemWatch, QueueEvents, event_progress
 from ._graphs import (
     OUTPUT_NODE,
     SD1_BASES,
@@ -76,6 +77,15 @@ _PER_CALL = frozenset({"model", "style_preset", "steps", "cfg_scale", "scheduler
 #: Seconds between polls of an item still waiting behind others: it has to start before it
 #: can end, and a batch keeps several items waiting, so they are polled gently.
 _PENDING_POLL = 0.25
+#: Seconds between polls while InvokeAI's socket.io events are live: an event says when an
+#: item ends, so polling only guards against a lost event.
+_EVENTS_POLL = 1.0
+#: At most this long (or ``timeout``, if shorter) to open the socket.io connection.
+_EVENTS_OPEN_TIMEOUT = 10.0
+
+
+def _wait_event(event: threading.Event, timeout: float) -> bool:
+    return event.wait(timeout)
 
 
 @dataclass
@@ -88,6 +98,27 @@ class _Job:
     model: dict[str, Any] | None
     generated: tuple[int, int] | None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The sampler steps, when known: denoising progress is reported in steps of it.
+    steps: int | None = None
+
+
+class _Stages:
+    """Reports ``queued`` and ``running`` once each, whether a poll or an event saw it."""
+
+    _STAGES: ClassVar[dict[str, Stage]] = {"pending": "queued", "in_progress": "running"}
+
+    def __init__(self, report: Callable[[Progress], None], item_id: int, generator: str) -> None:
+        self._report = report
+        self._item_id = item_id
+        self._generator = generator
+        self._seen: str | None = None
+
+    def status(self, status: str) -> None:
+        stage = self._STAGES.get(status)
+        if stage is None or stage == self._seen or (stage, self._seen) == ("queued", "running"):
+            return
+        self._seen = stage
+        self._report(Progress(stage, f"queue item {self._item_id}", generator=self._generator))
 
 
 class InvokeAIGenerator(BaseImageGenerator):
@@ -97,12 +128,15 @@ class InvokeAIGenerator(BaseImageGenerator):
     key or name, or a full ``{key, hash, name, base, type}`` identifier), ``board_name``,
     ``max_wait``, ``timeout``, ``steps``, ``cfg_scale``, ``scheduler``, ``style_preset``,
     ``token``, ``graph_template``, ``graph_output_node``, ``map_sdxl_resolution``,
-    ``keep_native_size``, ``retries``, ``poll_interval``.
+    ``keep_native_size``, ``retries``, ``poll_interval``, ``events``.
 
     ``generate_image`` also takes ``model``, ``style_preset``, ``steps``, ``cfg_scale``,
     ``scheduler`` and ``board_name`` keyword arguments for one image, and ``on_progress``.
     Safe to use from several threads at once; nothing touches the network before the first
-    image (or :meth:`test_connection`).
+    image (or :meth:`test_connection`). With ``events`` (the default) the generator keeps
+    one socket.io connection to InvokeAI, opened before the first enqueue, and learns from
+    its events when an item ends and how far it got; the queue item is still read over HTTP
+    (and polled, slowly, in case an event is lost; quickly whenever the socket is down).
     """
 
     default_settings: ClassVar[Mapping[str, Any]] = DEFAULT_SETTINGS
@@ -120,9 +154,13 @@ class InvokeAIGenerator(BaseImageGenerator):
         self._presets: list[dict[str, Any]] | None = None
         self._presets_lock = threading.Lock()
         self._template: GraphTemplate | None = None
-        # The waiting loop's clock and sleep; tests replace them to run without waiting.
+        self._events: QueueEvents | None = None
+        self._events_lock = threading.Lock()
+        # The waiting loop's clock, sleep and wait for an event (with a timeout in seconds);
+        # tests replace them to run without waiting.
         self._clock: Callable[[], float] = time.monotonic
         self._sleep: Callable[[float], None] = time.sleep
+        self._wait: Callable[[threading.Event, float], bool] = _wait_event
         #: The server's version, once :meth:`test_connection` has read it.
         self.server_version: str | None = None
         super().__init__(config, name=name)
@@ -154,11 +192,36 @@ class InvokeAIGenerator(BaseImageGenerator):
             return self._client
 
     def close(self) -> None:
-        """Close the HTTP connections (a later call opens new ones)."""
+        """Close the HTTP connections and the socket.io connection, stopping its thread (a
+        later call opens new ones)."""
+        with self._events_lock:
+            events, self._events = self._events, None
+        if events is not None:
+            events.close()
         with self._client_lock:
             client, self._client = self._client, None
         if client is not None:
             client.close()
+
+    def _start_events(self) -> QueueEvents | None:
+        """The socket.io connection (opened on first use), or ``None`` with ``events`` off.
+
+        The first call waits until the connection is subscribed or has failed, so that an
+        item enqueued afterwards cannot end unseen; later calls do not wait.
+        """
+        if not self.config["events"]:
+            return None
+        with self._events_lock:
+            events = self._events
+            if events is None:
+                events = self._events = QueueEvents(
+                    self.base_url,
+                    token=self.config["token"],
+                    open_timeout=min(float(self.config["timeout"]), _EVENTS_OPEN_TIMEOUT),
+                    generator=self.name,
+                )
+        events.start()
+        return events
 
     def _call(
         self,
@@ -373,11 +436,12 @@ class InvokeAIGenerator(BaseImageGenerator):
         destination = f"{_ORIGIN}:{uuid.uuid4().hex}"
         body = build_enqueue_body(job.graph, job.data, origin=_ORIGIN, destination=destination)
         started = self._clock()
+        events = self._start_events()  # subscribed before enqueuing: no event is missed
         item_id = self._enqueue(body, destination)
         self.report(
             on_progress, Progress("submitted", f"queue item {item_id}", generator=self.name)
         )
-        item = self._follow(item_id, started, on_progress)
+        item = self._follow(item_id, started, on_progress, events, job.steps)
 
         image_name, out_width, out_height = result_image(item, job.output_node, self.name)
         generated = job.generated
@@ -457,7 +521,8 @@ class InvokeAIGenerator(BaseImageGenerator):
             extra["graph_template"] = template.source
             graph = template.render(values, board_id)
             # The generated size is known only from the result.
-            return _Job(graph, None, template.output_node, model, None, extra)
+            used_steps = (steps or FALLBACK_STEPS) if "steps" in template.placeholders else None
+            return _Job(graph, None, template.output_node, model, None, extra, used_steps)
 
         assert record is not None
         assert model is not None
@@ -492,7 +557,7 @@ class InvokeAIGenerator(BaseImageGenerator):
             )
         )
         extra.update(steps=steps, cfg_scale=cfg_scale, scheduler=scheduler)
-        return _Job(graph, data, OUTPUT_NODE, model, generated, extra)
+        return _Job(graph, data, OUTPUT_NODE, model, generated, extra, int(steps))
 
     def _enqueue(self, body: dict[str, Any], destination: str) -> int:
         try:
@@ -527,68 +592,119 @@ class InvokeAIGenerator(BaseImageGenerator):
         return None
 
     def _follow(
-        self, item_id: int, started: float, on_progress: ProgressCallback | None
+        self,
+        item_id: int,
+        started: float,
+        on_progress: ProgressCallback | None,
+        events: QueueEvents | None = None,
+        steps: int | None = None,
     ) -> dict[str, Any]:
-        """Poll the queue item until it ends; return it when it completed."""
+        """Wait until the queue item ends; return it when it completed.
+
+        The item is read over HTTP each time (the source of truth). In between, with live
+        socket.io events, the wait ends as soon as an event says the item ended (or the
+        socket drops), and the item is re-read at least every second anyway; without them,
+        it is polled with a backoff from 10 ms up to ``poll_interval``.
+        """
         deadline = started + float(self.config["max_wait"])
-        schedule = PollSchedule(cap=float(self.config["poll_interval"]))
+        poll_interval = float(self.config["poll_interval"])
+        schedule = PollSchedule(cap=poll_interval)
+        stages = _Stages(lambda p: self.report(on_progress, p), item_id, self.name)
+        watch = events.watch(item_id) if events is not None else None
         failures = 0
         last_status: str | None = None
-        while True:
-            delay = None
-            try:
-                item = self._call("GET", f"{_QUEUE}/i/{item_id}", retry=False)
-            except (GeneratorConnectionError, GeneratorTimeoutError, GeneratorLimitError) as exc:
-                # The item lives on the server; ride out a short outage.
-                failures += 1
-                if failures > int(self.config["retries"]):
-                    raise GeneratorConnectionError(
-                        f"lost InvokeAI while waiting for queue item {item_id}: {exc}",
-                        generator=self.name,
-                    ) from exc
-                delay = min(4.0, 0.25 * 2 ** (failures - 1))
-            except GeneratorError as exc:
-                if getattr(exc, "status_code", None) == 404:
-                    raise QueueItemError(
-                        f"InvokeAI queue item {item_id} was deleted before it finished",
-                        item_id=item_id,
-                        status="deleted",
-                        generator=self.name,
-                    ) from exc
-                raise
-            else:
-                failures = 0
-                status = str(item.get("status"))
-                if status != last_status:
-                    last_status = status
-                    self._report_status(on_progress, item_id, status)
-                    # Poll fast from the moment it runs: small items end within a second.
-                    schedule = PollSchedule(cap=float(self.config["poll_interval"]))
-                if status == "pending":
-                    # Waiting behind other items: nothing can finish soon, poll gently.
-                    delay = max(_PENDING_POLL, float(self.config["poll_interval"]))
-                if status == "completed":
-                    return dict(item)
-                if status in TERMINAL_STATUSES:
-                    raise item_error(item, self.name)
-            now = self._clock()
-            if now >= deadline:
-                return self._give_up(item_id)
-            self._sleep(min(delay or schedule.next_delay(), deadline - now))
+        try:
+            while True:
+                if watch is not None:  # the poll below looks at whatever they announced
+                    self._report_events(watch.drain()[0], stages, on_progress, steps)
+                delay = None
+                try:
+                    item = self._call("GET", f"{_QUEUE}/i/{item_id}", retry=False)
+                except (
+                    GeneratorConnectionError,
+                    GeneratorTimeoutError,
+                    GeneratorLimitError,
+                ) as exc:
+                    # The item lives on the server; ride out a short outage.
+                    failures += 1
+                    if failures > int(self.config["retries"]):
+                        raise GeneratorConnectionError(
+                            f"lost InvokeAI while waiting for queue item {item_id}: {exc}",
+                            generator=self.name,
+                        ) from exc
+                    delay = min(4.0, 0.25 * 2 ** (failures - 1))
+                except GeneratorError as exc:
+                    if getattr(exc, "status_code", None) == 404:
+                        raise QueueItemError(
+                            f"InvokeAI queue item {item_id} was deleted before it finished",
+                            item_id=item_id,
+                            status="deleted",
+                            generator=self.name,
+                        ) from exc
+                    raise
+                else:
+                    failures = 0
+                    status = str(item.get("status"))
+                    stages.status(status)
+                    if status != last_status:
+                        last_status = status
+                        # Poll fast from the moment it runs: small items end within a second.
+                        schedule = PollSchedule(cap=poll_interval)
+                    if status == "pending":
+                        # Waiting behind other items: nothing can finish soon, poll gently.
+                        delay = max(_PENDING_POLL, poll_interval)
+                    if status == "completed":
+                        return dict(item)
+                    if status in TERMINAL_STATUSES:
+                        raise item_error(item, self.name)
+                now = self._clock()
+                if now >= deadline:
+                    return self._give_up(item_id)
+                if watch is not None and watch.hub.live:
+                    wait = max(_EVENTS_POLL, poll_interval)
+                    if failures and delay is not None:
+                        wait = delay
+                    self._await_events(watch, min(now + wait, deadline), stages, on_progress, steps)
+                else:
+                    self._sleep(min(delay or schedule.next_delay(), deadline - now))
+        finally:
+            if watch is not None:
+                watch.close()
 
-    def _report_status(
-        self, on_progress: ProgressCallback | None, item_id: int, status: str
+    def _await_events(
+        self,
+        watch: ItemWatch,
+        until: float,
+        stages: _Stages,
+        on_progress: ProgressCallback | None,
+        steps: int | None,
     ) -> None:
-        if status == "pending":
-            self.report(
-                on_progress,
-                Progress("queued", f"queue item {item_id}", generator=self.name),
-            )
-        elif status == "in_progress":
-            self.report(
-                on_progress,
-                Progress("running", f"queue item {item_id}", generator=self.name),
-            )
+        """Report the item's events until one says to look at it, the socket is lost, or
+        ``until`` (a :attr:`_clock` time) comes."""
+        while True:
+            events, look = watch.drain()
+            self._report_events(events, stages, on_progress, steps)
+            if look or not watch.hub.live:
+                return
+            remaining = until - self._clock()
+            if remaining <= 0:
+                return
+            self._wait(watch.wake, remaining)
+
+    def _report_events(
+        self,
+        events: list[tuple[str, dict[str, Any]]],
+        stages: _Stages,
+        on_progress: ProgressCallback | None,
+        steps: int | None,
+    ) -> None:
+        for name, data in events:
+            if name == "queue_item_status_changed":
+                stages.status(str(data.get("status")))
+                continue
+            progress = event_progress(name, data, steps=steps, generator=self.name)
+            if progress is not None:
+                self.report(on_progress, progress)
 
     def _give_up(self, item_id: int) -> dict[str, Any]:
         """Cancel the item after ``max_wait`` and raise (unless it just completed)."""

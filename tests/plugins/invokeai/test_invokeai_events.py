@@ -1,0 +1,334 @@
+"""Following queue items by InvokeAI's socket.io events, with polling as the fallback.
+
+The fake here pushes the events a real InvokeAI 6.14.2 pushed (``socketio_fake.py``, built
+from ``captures/rec_socketio_*.json``) on a real loopback WebSocket, while its HTTP is
+mocked. Items run by themselves once polled (``run_after_polls``), as on the real server,
+so the generator can only learn of the end from an event or from a slow poll; the fake
+clock tells which: a wait that ended with an event moves no fake time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import pytest
+from invokeai_fake import CAPTURES, QUEUE, model_record
+
+from degrees37_imagegen import ConfigError, GeneratorTimeoutError, Progress
+from degrees37_imagegen_invokeai import InvokeAIGenerator
+from degrees37_imagegen_invokeai._events import event_progress, parse_packet, socket_url
+from degrees37_imagegen_invokeai.errors import QueueItemError
+
+SDXL_KEY = "5b5a8c1e-0000-4000-8000-00000000sdxl"
+TOKEN = "s3cr3t-t0ken-value"
+
+
+@pytest.fixture
+def fake(live_fake):
+    """The fake InvokeAI with a socket.io endpoint (``make_generator`` uses it)."""
+    live_fake.models = [model_record("sdxl-base", "sdxl", key=SDXL_KEY)]
+    return live_fake
+
+
+@pytest.fixture
+def sio(fake):
+    """The fake's socket.io endpoint."""
+    return fake.sio
+
+
+@pytest.fixture
+def runs_by_itself(fake):
+    """Items stay pending on polls and run by themselves after the first one, pushing
+    their events."""
+    fake.script = ["pending"]
+    fake.run_after_polls = 1
+    return fake
+
+
+def item_polls(fake, item_id: int) -> int:
+    return fake.count("GET", f"{QUEUE}/i/{item_id}")
+
+
+def recorded_frames() -> list[dict]:
+    """The frames the real server sent in ``rec_socketio_items.json``."""
+    frames = json.loads((CAPTURES / "rec_socketio_items.json").read_text())["frames"]
+    return [f for f in frames if f["dir"] == "recv"]
+
+
+# -- the protocol, from the recorded frames ---------------------------------------------
+
+
+def test_socket_url_follows_base_url():
+    assert socket_url("http://127.0.0.1:9090") == (
+        "ws://127.0.0.1:9090/ws/socket.io/?EIO=4&transport=websocket"
+    )
+    assert socket_url("https://studio.example/invoke") == (
+        "wss://studio.example/invoke/ws/socket.io/?EIO=4&transport=websocket"
+    )
+
+
+def test_recorded_frames_parse():
+    received = [f["text"] for f in recorded_frames()]
+    opened = parse_packet(received[0])
+    assert opened.eio_type == "0"
+    assert (opened.data["pingInterval"], opened.data["pingTimeout"]) == (25000, 20000)
+    connected = parse_packet(received[1])
+    assert (connected.eio_type, connected.sio_type, connected.namespace) == ("4", "0", "/")
+    ack = parse_packet(received[2])
+    assert (ack.sio_type, ack.ack_id, ack.data) == ("3", 0, [])
+    names = {parse_packet(t).data[0] for t in received if t.startswith("42")}
+    assert {"queue_item_status_changed", "invocation_started", "invocation_progress"} <= names
+    assert parse_packet("2") == parse_packet("2")  # a ping
+    assert parse_packet("2").eio_type == "2"
+    errors = json.loads((CAPTURES / "rec_socketio_handshake_errors.json").read_text())
+    frames = errors["answers"][-1]["namespace_and_errors"]
+    refused = parse_packet(frames[2]["text"])  # 44/nope,"Unable to connect"
+    assert (refused.sio_type, refused.namespace, refused.data) == (
+        "4",
+        "/nope",
+        "Unable to connect",
+    )
+    assert parse_packet("not a packet") is None
+
+
+def test_events_become_progress():
+    events = [json.loads(f["text"][2:]) for f in recorded_frames() if f["text"].startswith("42")]
+    started = next(d for n, d in events if n == "invocation_started" and d["item_id"] == 134)
+    saving = next(d for n, d in events if n == "invocation_progress" and d["item_id"] == 134)
+    progress = event_progress("invocation_started", started, steps=None, generator="g")
+    assert (progress.stage, progress.node, progress.message) == ("running", "blank", "blank_image")
+    progress = event_progress("invocation_progress", saving, steps=30, generator="g")
+    assert (progress.stage, progress.message) == ("running", "Saving image")
+    denoising = {**saving, "message": "Denoising", "percentage": 0.4}
+    progress = event_progress("invocation_progress", denoising, steps=30, generator="g")
+    assert (progress.stage, progress.step, progress.total) == ("step", 12, 30)
+    assert progress.message == "Denoising step 12/30"
+    progress = event_progress("invocation_progress", denoising, steps=None, generator="g")
+    assert (progress.step, progress.total) == (40, 100)
+    assert event_progress("invocation_complete", started, steps=None, generator="g") is None
+
+
+def test_events_must_be_true_or_false():
+    with pytest.raises(ConfigError) as caught:
+        InvokeAIGenerator({"events": "yes"})
+    assert caught.value.key == "events"
+
+
+# -- completion by event ----------------------------------------------------------------
+
+
+def test_completion_is_learned_from_the_event(fake, runs_by_itself, make_generator, clock):
+    seen: list[Progress] = []
+    gen = make_generator(default_model="sdxl-base")
+    name = gen.generate_image("a lighthouse", on_progress=seen.append)
+
+    assert name == fake.items[1].image_name
+    assert item_polls(fake, 1) == 2  # the first look, then one after the final event
+    assert clock.slept == []  # no fake time passed: every wait ended with an event
+    # Subscribed before the enqueue, so no event of the item could be missed.
+    order = [path for _, path in fake.calls]
+    assert order.index("subscribe_queue default") < order.index(f"{QUEUE}/enqueue_batch")
+    stages = [p.stage for p in seen]
+    assert stages[:3] == ["submitted", "queued", "running"]
+    steps = [(p.step, p.total) for p in seen if p.stage == "step"]
+    assert steps == [(k, 30) for k in range(31)]  # the graph's 30 steps, from its events
+    nodes = [p.node for p in seen if p.stage == "running" and p.node]
+    assert "denoise_latents" in nodes
+    assert "canvas_output" in nodes
+    assert gen._events.events_received > 0
+
+
+def test_failed_item_is_learned_from_the_event(fake, runs_by_itself, make_generator, clock):
+    missing = {"key": "00000000-0000-0000-0000-000000000000", "hash": "blake3:deadbeef"}
+    gen = make_generator(default_model={**missing, "name": "gone", "base": "sdxl", "type": "main"})
+    with pytest.raises(QueueItemError) as caught:
+        gen.generate_image("x")
+    assert caught.value.error_message == "Unknown model: 00000000-0000-0000-0000-000000000000"
+    assert item_polls(fake, 1) == 2
+    assert clock.slept == []
+    fake.wait_for_runners()
+    assert [e[0] for e in fake.sio.emitted][-2:] == [
+        "queue_item_status_changed",
+        "invocation_error",
+    ]
+
+
+def test_queue_cleared_wakes_the_waiter(fake, make_generator, clock):
+    fake.script = ["pending"]
+    gen = make_generator(default_model="sdxl-base")
+
+    def clear_the_queue(progress: Progress) -> None:
+        if progress.stage == "queued":  # someone clears the queue: no per-item event
+            with fake.lock:
+                fake.items.clear()
+            fake.sio.emit("queue_cleared", {"timestamp": 0, "queue_id": "default", "user_id": None})
+
+    with pytest.raises(QueueItemError, match="deleted"):
+        gen.generate_image("x", on_progress=clear_the_queue)
+    assert clock.slept == []
+
+
+def test_threads_share_one_socket_and_get_their_own_events(fake, runs_by_itself, make_generator):
+    gen = make_generator(default_model="sdxl-base")
+    seen: dict[int, list[Progress]] = {}
+    names: dict[tuple[int, int], str] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        seen[i] = []
+        try:
+            for j in range(2):
+                names[i, j] = gen.generate_image(
+                    f"{i}-{j}", steps=4 + i, on_progress=seen[i].append
+                )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert len(set(names.values())) == 8
+    assert fake.count("POST", f"{QUEUE}/enqueue_batch") == 8
+    assert len(fake.sio.connections) == 1  # one socket for every thread
+    for i in range(4):
+        steps = [(p.step, p.total) for p in seen[i] if p.stage == "step"]
+        assert steps == [(k, 4 + i) for k in range(5 + i)] * 2  # its own items' steps only
+    assert all(item_polls(fake, item_id) == 2 for item_id in fake.items)
+
+
+# -- the socket missing, refused, lost ---------------------------------------------------
+
+
+def test_refused_socket_means_polling_as_before(fake, make_generator, clock, caplog):
+    fake.sio.refuse = True  # answered as the real server answered a bad handshake (403)
+    gen = make_generator(default_model="sdxl-base")
+    with caplog.at_level(logging.WARNING):
+        name = gen.generate_image("x")
+    assert name == fake.items[1].image_name
+    assert fake.sio.refused >= 1
+    assert gen._events.live is False
+    assert clock.slept == pytest.approx([0.25, 0.01])  # pending, then fast once running
+    assert "HTTP 403" in caplog.text
+    assert "following queue items by polling" in caplog.text
+
+
+def test_no_socketio_server_at_all_means_polling(fake, socketio_server, make_generator, clock):
+    socketio_server.stop()  # connection refused
+    gen = make_generator(default_model="sdxl-base")
+    assert gen.generate_image("x") == fake.items[1].image_name
+    assert gen._events.last_error == "connection refused"
+    assert clock.slept == pytest.approx([0.25, 0.01])
+
+
+def test_events_off_opens_no_socket(fake, make_generator, clock):
+    gen = make_generator(default_model="sdxl-base", events=False)
+    gen.generate_image("x")
+    assert fake.sio.connections == []
+    assert gen._events is None
+    assert clock.slept == pytest.approx([0.25, 0.01])
+
+
+def test_unacknowledged_subscription_means_polling(fake, make_generator, clock):
+    fake.sio.ack_subscribe = False
+    gen = make_generator(default_model="sdxl-base", timeout=0.2)
+    assert gen.generate_image("x") == fake.items[1].image_name
+    assert gen._events.last_error == "timed out"
+    assert clock.slept == pytest.approx([0.25, 0.01])
+
+
+def test_socket_lost_before_the_final_event_completes_once(
+    fake, runs_by_itself, make_generator, clock
+):
+    fake.drop_instead_of = "completed"  # the final event is lost with the connection
+    gen = make_generator(default_model="sdxl-base")
+    name = gen.generate_image("x")
+    assert name == fake.items[1].image_name
+    assert fake.count("POST", f"{QUEUE}/enqueue_batch") == 1
+    assert clock.slept == []  # the lost socket woke the waiter, which looked at once
+    assert gen._events.drops == 1
+
+    # It reconnects in the background; the next item is followed by events again.
+    assert fake.sio.wait_until(lambda: gen._events.live and len(fake.sio.live) == 1)
+    assert gen.generate_image("y") == fake.items[2].image_name
+    assert item_polls(fake, 2) == 2
+    assert clock.slept == []
+
+
+def test_socket_lost_while_running_falls_back_to_fast_polling(fake, make_generator, clock):
+    fake.script = ["pending", "in_progress", "in_progress", "completed"]
+    clock.real_wait = 0  # the fake only moves on polls here: no event will come
+    gen = make_generator(default_model="sdxl-base")
+
+    def cut_the_socket(progress: Progress) -> None:
+        if progress.stage == "running" and fake.sio.live:
+            fake.sio.refuse = True
+            fake.sio.drop()
+            assert fake.sio.wait_until(lambda: not gen._events.live)
+
+    assert gen.generate_image("x", on_progress=cut_the_socket) == fake.items[1].image_name
+    assert fake.count("POST", f"{QUEUE}/enqueue_batch") == 1
+    # One slow poll while the socket was live, then the fast backoff.
+    assert clock.slept == pytest.approx([1.0, 0.01, 0.015])
+
+
+def test_a_silent_server_is_given_up_and_reconnected(fake, make_generator):
+    fake.sio.ping_interval = fake.sio.ping_timeout = 50  # ms; and the fake never pings
+    gen = make_generator(default_model="sdxl-base")
+    gen._start_events()
+    assert fake.sio.wait_until(lambda: len(fake.sio.connections) >= 2)
+    assert gen._events.drops >= 1
+    assert "no ping" in gen._events.last_error
+
+
+def test_pings_are_answered(fake, make_generator):
+    gen = make_generator(default_model="sdxl-base")
+    assert gen._start_events().live
+    fake.sio.ping()
+    assert fake.sio.wait_until(lambda: fake.sio.connections[0].pongs == 1)
+    assert fake.sio.connections[0].received[-1] == "3"
+    assert fake.sio.wait_until(lambda: gen._events.pings_answered == 1)
+
+
+# -- the rest of the generator's promises, with a live socket ---------------------------
+
+
+def test_timeout_cancels_the_item_with_a_live_socket(fake, make_generator, clock):
+    fake.script = ["in_progress"]
+    clock.real_wait = 0
+    gen = make_generator(default_model="sdxl-base", max_wait=5)
+    start = clock.now
+    with pytest.raises(GeneratorTimeoutError, match="canceled it on the server"):
+        gen.generate_image("x")
+    assert clock.now - start == pytest.approx(5)
+    assert clock.slept == pytest.approx([1.0] * 5)  # polled every second meanwhile
+    assert fake.items[1].status == "canceled"
+    assert fake.count("PUT", f"{QUEUE}/i/1/cancel") == 1
+    assert fake.count("POST", f"{QUEUE}/enqueue_batch") == 1
+
+
+def test_close_stops_the_thread_and_a_later_call_reconnects(fake, runs_by_itself, make_generator):
+    gen = make_generator(default_model="sdxl-base")
+    gen.generate_image("x")
+    events = gen._events
+    thread = events._thread
+    gen.close()
+    assert not thread.is_alive()
+    assert gen._events is None
+    assert fake.sio.wait_until(lambda: not fake.sio.live)
+    gen.generate_image("y")
+    assert len(fake.sio.connections) == 2
+
+
+def test_token_is_sent_on_the_socket_and_never_logged(fake, runs_by_itself, make_generator, caplog):
+    gen = make_generator(default_model="sdxl-base", token=TOKEN)
+    with caplog.at_level(logging.DEBUG):
+        gen.generate_image("x")
+        gen.close()
+    assert fake.sio.connections[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    assert TOKEN not in caplog.text
