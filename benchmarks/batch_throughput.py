@@ -15,9 +15,11 @@ lowest is shown), the client's overhead per image (from the server finishing an 
 its file being in place: median and 90th percentile), the lead-in (clock start to the first
 image starting) and tail (last image finished to the client done), images per server.
 
-Backends: ``invokeai`` (the InvokeAI plugin against ``fakes/invokeai_server.py``),
-``comfyui`` (the ComfyUI plugin against its tests' fake, timed by ``fakes/comfyui_server.py``),
-and ``simulated`` (an in-process generator holding a lock for T s: no HTTP at all).
+Backends: ``invokeai`` (the InvokeAI plugin against ``fakes/invokeai_server.py``, which
+pushes socket.io events as the real server does; ``--invokeai-events off`` makes the plugin
+poll instead), ``comfyui`` (the ComfyUI plugin against its tests' fake, timed by
+``fakes/comfyui_server.py``), and ``simulated`` (an in-process generator holding a lock for
+T s: no HTTP at all).
 
     python benchmarks/batch_throughput.py [--seconds 0.2] [--backends invokeai,comfyui]
 
@@ -149,7 +151,7 @@ def _pool_or_one(cls_name: str, key: str, settings: dict[str, Any]) -> Callable[
     return make
 
 
-def invokeai_backend(poll_interval: float | None) -> Backend:
+def invokeai_backend(poll_interval: float | None, events: bool = True) -> Backend:
     from invokeai_server import FakeInvokeAI
 
     @contextlib.contextmanager
@@ -162,12 +164,19 @@ def invokeai_backend(poll_interval: float | None) -> Backend:
 
             yield Servers([f.url for f in fakes], times)
 
-    settings: dict[str, Any] = {"default_model": "sdxl-base-1.0", "map_sdxl_resolution": False}
+    settings: dict[str, Any] = {
+        "default_model": "sdxl-base-1.0",
+        "map_sdxl_resolution": False,
+        "events": events,
+    }
     if poll_interval is not None:
         settings["poll_interval"] = poll_interval
-    note = "InvokeAI plugin, polling every <= " + (
-        f"{poll_interval}s" if poll_interval is not None else "its default poll_interval"
-    )
+    interval = f"{poll_interval}s" if poll_interval is not None else "its default poll_interval"
+    if events:
+        note = f"InvokeAI plugin (socket.io events + GET of the item; polling <= {interval} "
+        note += "only without the socket)"
+    else:
+        note = f"InvokeAI plugin, events off, polling every <= {interval}"
     return Backend("invokeai", start, _pool_or_one("invokeai", "base_url", settings), note)
 
 
@@ -450,13 +459,21 @@ def main() -> int:
         default=None,
         help="the InvokeAI plugin's poll_interval setting [default: the plugin's]",
     )
+    parser.add_argument(
+        "--invokeai-events",
+        choices=("on", "off"),
+        default="on",
+        help="the InvokeAI plugin's events setting (off: follow items by polling only)",
+    )
     args = parser.parse_args()
     missed: list[str] = []
     with tempfile.TemporaryDirectory() as workdir:
         for name in [b.strip() for b in args.backends.split(",") if b.strip()]:
             try:
                 if name == "invokeai":
-                    backend: Backend | None = invokeai_backend(args.invokeai_poll_interval)
+                    backend: Backend | None = invokeai_backend(
+                        args.invokeai_poll_interval, args.invokeai_events == "on"
+                    )
                 elif name == "comfyui":
                     backend = comfyui_backend(Path(workdir))
                 elif name == "simulated":

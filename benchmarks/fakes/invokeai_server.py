@@ -11,10 +11,18 @@ It answers the routes a client uses to make an image, in the shapes of the captu
   session's ``source_prepared_mapping`` and ``results`` name the image, as InvokeAI does)
 - ``GET /api/v1/queue/default/list_all?destination=``
 - ``GET /api/v1/images/i/{name}/full`` (``image/png``)
+- ``/ws/socket.io/`` (a WebSocket): socket.io as InvokeAI speaks it, pushing
+  ``batch_enqueued``, ``queue_item_status_changed``, ``invocation_started`` and
+  ``invocation_complete`` as an item is enqueued, starts and ends. The endpoint and the
+  event payloads are the InvokeAI plugin's test fake (``tests/plugins/invokeai/
+  socketio_fake.py``, built from frames recorded from a real server).
 
 A worker thread runs items in order, one at a time, each taking ``seconds_per_image``; it
-records when each item started and finished (``time.perf_counter``), for busy-time figures.
+records when each item started and finished (``time.perf_counter``), for busy-time figures;
+as on the real server, an item's final status event goes out after it is marked finished.
 Unknown ``/api`` paths answer 404 with ``{"detail": "Not Found"}``.
+``FakeInvokeAI(T, socketio=False)`` has no socket.io (the upgrade answers 404, as a server
+without it would).
 """
 
 from __future__ import annotations
@@ -22,16 +30,30 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from PIL import Image
+
+_TEST_FAKES = Path(__file__).resolve().parents[2] / "tests" / "plugins" / "invokeai"
+if str(_TEST_FAKES) not in sys.path:
+    sys.path.insert(0, str(_TEST_FAKES))
+
+from socketio_fake import (  # noqa: E402 (the path to the tests' fakes comes first)
+    WS_PATH,
+    ItemIds,
+    SocketIOEndpoint,
+    invocation_event,
+    status_changed,
+)
 
 __all__ = ["FakeInvokeAI", "ItemTimes"]
 
@@ -70,6 +92,16 @@ class _Item:
     completed_at: str | None = None
     session: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def ids(self) -> ItemIds:
+        return ItemIds(
+            self.item_id,
+            self.batch["batch_id"],
+            self.session["id"],
+            self.batch.get("origin"),
+            self.batch.get("destination"),
+        )
+
     def wire(self) -> dict[str, Any]:
         body = {
             "item_id": self.item_id,
@@ -93,8 +125,9 @@ class _Item:
 class FakeInvokeAI:
     """The fake server; ``with FakeInvokeAI(0.2) as server:`` serves on ``server.url``."""
 
-    def __init__(self, seconds_per_image: float = 0.2) -> None:
+    def __init__(self, seconds_per_image: float = 0.2, *, socketio: bool = True) -> None:
         self.seconds_per_image = seconds_per_image
+        self.sio = SocketIOEndpoint() if socketio else None
         self.times: dict[str, ItemTimes] = {}  # by image name
         self._items: dict[int, _Item] = {}
         self._pending: list[int] = []
@@ -125,6 +158,8 @@ class FakeInvokeAI:
         with self._lock:
             self._stopping = True
             self._wakeup.notify_all()
+        if self.sio is not None:
+            self.sio.drop()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -149,6 +184,11 @@ class FakeInvokeAI:
                 self._pending.append(item_id)
                 ids.append(item_id)
             self._wakeup.notify_all()
+        if self.sio is not None:
+            announced = self.sio.rec.payload("batch_enqueued")
+            announced.update(batch_id=batch["batch_id"], origin=batch.get("origin"))
+            announced.update(enqueued=runs, requested=runs)
+            self.sio.emit("batch_enqueued", announced)
         return {
             "queue_id": "default",
             "enqueued": runs,
@@ -169,10 +209,24 @@ class FakeInvokeAI:
                 item.status = "in_progress"
                 item.started_at = _now()
             started = time.perf_counter()
+            node_id, node = _output(item.batch["graph"])
+            self._emit("queue_item_status_changed", status_changed(item.ids, "in_progress"))
+            self._emit(
+                "invocation_started",
+                invocation_event("invocation_started", item.ids, node_id, node),
+            )
             name = f"{uuid.uuid4()}.png"
             width, height = _size(item.batch["graph"])
             png = self._png(width, height)
             time.sleep(max(0.0, self.seconds_per_image - (time.perf_counter() - started)))
+            # As on the real server: the node's event, then the item is completed, then its
+            # status event.
+            result = {"image": {"image_name": name}, "width": width, "height": height}
+            result.update(type="image_output", output_meta=None)
+            complete = invocation_event(
+                "invocation_complete", item.ids, node_id, node, result=result
+            )
+            self._emit("invocation_complete", complete)
             with self._lock:
                 self._images[name] = png
                 mapping: dict[str, list[str]] = {}
@@ -191,6 +245,11 @@ class FakeInvokeAI:
                 item.status = "completed"
                 item.completed_at = _now()
                 self.times[name] = ItemTimes(item.item_id, name, started, time.perf_counter())
+            self._emit("queue_item_status_changed", status_changed(item.ids, "completed"))
+
+    def _emit(self, name: str, data: dict[str, Any]) -> None:
+        if self.sio is not None:
+            self.sio.emit(name, data)
 
     def _png(self, width: int, height: int) -> bytes:
         key = (width, height)
@@ -227,6 +286,10 @@ class FakeInvokeAI:
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 path, query = parts.path, parse_qs(parts.query)
+                if path == WS_PATH and self.headers.get("Upgrade", "").lower() == "websocket":
+                    if fake.sio is not None:
+                        return fake.sio.handle(self)
+                    return self._json(404, {"detail": "Not Found"})
                 if path == "/api/v1/app/version":
                     return self._json(200, {"version": "6.14.2"})
                 if path == "/api/v2/models/":
@@ -277,6 +340,12 @@ class FakeInvokeAI:
                 return self._json(200, body)
 
         return Handler
+
+
+def _output(graph: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The graph's last node (its output, in the graphs this fake is given) and its id."""
+    node_id = list(graph.get("nodes", {}))[-1]
+    return node_id, graph["nodes"][node_id]
 
 
 def _size(graph: dict[str, Any]) -> tuple[int, int]:
