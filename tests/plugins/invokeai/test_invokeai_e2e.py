@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import pty
+import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -26,6 +28,7 @@ from degrees37_imagegen import (
     ConfigError,
     GeneratorTimeoutError,
     InvalidRequestError,
+    Progress,
     generate_to_file,
     read_png_text,
     verify_image,
@@ -153,6 +156,90 @@ def test_completion_is_noticed_quickly(make, server):
     say("ms from the server's completed_at to generate_image returning: "
         + ", ".join(f"{d:.0f}" for d in delays))  # fmt: skip
     assert all(d >= -5 for d in delays)  # never "before" the server finished (clock jitter)
+
+
+def _follow_five(gen: InvokeAIGenerator, server: httpx.Client) -> tuple[list[float], list[int]]:
+    """Make five small images; return ms from completed_at to the return, and the GETs of
+    each queue item."""
+    polls: list[int] = []
+    call = gen._call
+
+    def counting(method: str, path: str, **kwargs: object) -> object:
+        if method == "GET" and path.startswith("/api/v1/queue/default/i/"):
+            polls.append(int(path.rsplit("/", 1)[1]))
+        return call(method, path, **kwargs)
+
+    gen._call = counting  # type: ignore[method-assign]
+    delays, counts = [], []
+    for _ in range(5):
+        name = gen.generate_image("x", width=512, height=512)
+        noticed = datetime.now()
+        item_id = gen.image_info(name).extra["queue_item"]
+        item = server.get(f"/api/v1/queue/default/i/{item_id}").json()
+        completed = datetime.strptime(item["completed_at"], "%Y-%m-%d %H:%M:%S.%f")
+        delays.append((noticed - completed).total_seconds() * 1000)
+        counts.append(polls.count(item_id))
+    return delays, counts
+
+
+def test_events_tell_of_completion_at_once(make, server):
+    gen = make(graph_template=BLANK)
+    delays, polls = _follow_five(gen, server)
+    events = gen._events
+    assert events is not None
+    say(f"socket.io: live {events.live}, {events.connections} connection(s), "
+        f"{events.events_received} events received, {events.drops} drops")  # fmt: skip
+    shown = ", ".join(f"{d:.0f}" for d in delays)
+    say(f"events on: ms from completed_at to generate_image returning: {shown}")
+    say(f"events on: GETs of each queue item: {polls}")
+    off_delays, off_polls = _follow_five(make(graph_template=BLANK, events=False), server)
+    shown = ", ".join(f"{d:.0f}" for d in off_delays)
+    say(f"events off (polling): ms from completed_at to returning: {shown}")
+    say(f"events off (polling): GETs of each queue item: {off_polls}")
+    assert events.live
+    assert events.events_received > 0
+    # The first look, then one after the final event (a slow poll would be a third, 1 s on).
+    assert max(polls) <= 2
+    assert statistics.median(delays) < 100  # an event's wake-up, not a 1 s poll
+
+
+def test_events_report_the_running_node(make):
+    gen = make(graph_template=BLANK)
+    seen: list[Progress] = []
+    gen.generate_image("x", width=256, height=256, on_progress=seen.append)
+    running = [(p.message, p.node) for p in seen if p.stage == "running" and p.node]
+    say(f"progress: {[(p.stage, p.message, p.node) for p in seen]}")
+    assert ("blank_image", "blank") in running
+
+
+def test_socket_cut_mid_item_reconnects_and_enqueues_once(make, server):
+    gen = make(graph_template=SLOW)
+    cut = threading.Event()
+
+    def cut_on_the_blur(progress: Progress) -> None:
+        ws = gen._events._ws if gen._events is not None else None
+        if progress.node == "blur1" and not cut.is_set() and ws is not None:
+            cut.set()
+            ws.socket.shutdown(socket.SHUT_RDWR)  # cut the TCP connection under it
+
+    t0 = time.perf_counter()
+    name = gen.generate_image("x", on_progress=cut_on_the_blur)
+    elapsed = time.perf_counter() - t0
+    assert cut.is_set()
+    events = gen._events
+    assert events is not None
+    assert events.drops == 1
+    item = server.get(f"/api/v1/queue/default/i/{gen.image_info(name).extra['queue_item']}")
+    destination = item.json()["destination"]
+    same = server.get("/api/v1/queue/default/list_all", params={"destination": destination})
+    assert len(same.json()) == 1  # enqueued once
+    end = time.monotonic() + 10
+    while not events.live and time.monotonic() < end:
+        time.sleep(0.05)
+    assert events.live
+    say(f"socket cut while blur1 ran; item {item.json()['item_id']} completed after "
+        f"{elapsed:.1f}s, enqueued once")  # fmt: skip
+    say(f"reconnected: {events.connections} connections, {events.drops} drop")
 
 
 def test_board_is_reused_by_a_new_generator(make, server):
