@@ -9,6 +9,7 @@ clock tells which: a wait that ended with an event moves no fake time.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -323,6 +324,17 @@ def test_close_stops_the_thread_and_a_later_call_reconnects(fake, runs_by_itself
     assert fake.sio.wait_until(lambda: not fake.sio.live)
     gen.generate_image("y")
     assert len(fake.sio.connections) == 2
+
+
+def test_a_generator_dropped_without_close_stops_its_thread(fake, runs_by_itself):
+    gen = InvokeAIGenerator({"base_url": fake.base_url, "default_model": "sdxl-base"})
+    gen.generate_image("x")
+    thread = gen._events._thread
+    del gen
+    gc.collect()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert fake.sio.wait_until(lambda: not fake.sio.live)
 
 
 def test_token_is_sent_on_the_socket_and_never_logged(fake, runs_by_itself, make_generator, caplog):

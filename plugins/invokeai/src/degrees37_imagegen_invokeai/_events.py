@@ -25,8 +25,10 @@ means the item may have changed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -65,6 +67,8 @@ _PROGRESS_EVENTS = frozenset(
 _BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 #: Events kept for a watch whose thread has not read them yet (older ones are dropped).
 _MAX_QUEUED = 512
+#: The reader looks up from the socket at least this often (to notice it should stop).
+_READ_SLICE = 5.0
 
 
 class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -331,9 +335,21 @@ class QueueEvents:
         for watch in watches:
             watch.poke()
 
-    def close(self) -> None:
-        """Close the socket and stop the reader thread (waiting threads go on polling)."""
+    def close(self, wait: bool = True) -> None:
+        """Close the socket and stop the reader thread (waiting threads go on polling).
+
+        ``wait=False`` cuts the connection and returns without waiting for the thread: for
+        a generator that is garbage-collected without being closed.
+        """
         self._closing.set()
+        if not wait:
+            with self._lock:
+                ws = self._ws
+            if ws is not None:
+                with contextlib.suppress(OSError):
+                    ws.socket.shutdown(socket.SHUT_RDWR)
+            self._poke_all()
+            return
         with self._lock:
             ws, thread = self._ws, self._thread
             self._live = False
@@ -463,11 +479,18 @@ class QueueEvents:
         self._poke_all()  # events may be lost from here on: look at the items now
 
     def _read(self, ws: ClientConnection, ping_wait: float) -> None:
+        """Handle frames until the connection ends; the server must ping every
+        ``ping_wait`` seconds (``pingInterval + pingTimeout``), or it is taken for gone."""
+        heard = time.monotonic()
         while not self._closing.is_set():
+            silent_for = time.monotonic() - heard
+            if silent_for >= ping_wait:
+                raise SocketIOError(f"no ping from the server in {ping_wait:.0f}s")
             try:
-                raw = ws.recv(timeout=ping_wait)
+                raw = ws.recv(timeout=min(ping_wait - silent_for, _READ_SLICE))
             except TimeoutError:
-                raise SocketIOError(f"no ping from the server in {ping_wait:.0f}s") from None
+                continue
+            heard = time.monotonic()
             if not isinstance(raw, str):
                 continue  # binary attachments: InvokeAI sends none to a queue subscriber
             packet = parse_packet(raw)

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,6 +221,8 @@ class InvokeAIGenerator(BaseImageGenerator):
                     open_timeout=min(float(self.config["timeout"]), _EVENTS_OPEN_TIMEOUT),
                     generator=self.name,
                 )
+                # A generator dropped without close() must not leave its thread behind.
+                weakref.finalize(self, events.close, False)
         events.start()
         return events
 
