@@ -69,6 +69,10 @@ _BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 _MAX_QUEUED = 512
 #: The reader looks up from the socket at least this often (to notice it should stop).
 _READ_SLICE = 5.0
+#: A connection that lived this long (seconds) was healthy: reconnect at once when it drops.
+#: One that drops sooner counts as a failed attempt (backing off), not to hammer a server
+#: that accepts sockets and then closes them.
+_HEALTHY = 10.0
 
 
 class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -368,9 +372,9 @@ class QueueEvents:
     # -- the reader thread ---------------------------------------------------------------
 
     def _run(self) -> None:
-        failures = 0  # attempts in a row that did not get a live socket
+        failures = 0  # attempts in a row that did not get a healthy socket
         while not self._closing.is_set():
-            connected = False
+            connected: float | None = None  # when the socket went live
             try:
                 with self._connect(
                     self.url,
@@ -383,7 +387,7 @@ class QueueEvents:
                 ) as ws:
                     ping_wait = self._handshake(ws)
                     self._went_live(ws)
-                    connected = True
+                    connected = time.monotonic()
                     try:
                         self._read(ws, ping_wait)
                     finally:
@@ -392,7 +396,7 @@ class QueueEvents:
                 self.last_error = _describe(exc)
             if self._closing.is_set():
                 break
-            if connected:
+            if connected is not None and time.monotonic() - connected >= _HEALTHY:
                 log.warning(
                     "lost InvokeAI's socket.io events at %s (%s); reconnecting, polling "
                     "queue items meanwhile",
