@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from degrees37_imagegen import redact
 from degrees37_imagegen.redaction import REDACTED, is_secret_key, redact_text, redact_url
 
@@ -47,3 +49,27 @@ def test_redact_text_for_log_lines() -> None:
     for secret in ("hunter2", "abc123", "eyJhbGciOi"):
         assert secret not in out
     assert "http://bob:***@gpu:9090/api?token=***&x=1" in out
+
+
+def test_redact_text_hides_secret_header_lines() -> None:
+    text = "> X-Api-Key: sekrit-1\n> Host: h\n> Authorization: Basic dXNlcjpwdw==\n> Cookie: s=2"
+    out = redact_text(text)
+    for secret in ("sekrit-1", "dXNlcjpwdw==", "s=2"):
+        assert secret not in out
+    assert "> Host: h" in out
+
+
+def test_redacting_logger_hides_header_arguments(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from degrees37_imagegen.redaction import RedactingLogger
+
+    log = RedactingLogger(logging.getLogger("test.ws"), {"X-Custom"})
+    with caplog.at_level(logging.DEBUG, logger="test.ws"):
+        log.debug("> %s: %s", "X-Custom", "value-1")
+        log.debug("> %s: %s", "Host", "example")
+        log.debug("> %s: %s", "authorization", "Bearer tok-2")
+    text = caplog.text
+    assert "value-1" not in text
+    assert "tok-2" not in text
+    assert "> Host: example" in text

@@ -22,6 +22,7 @@ from degrees37_imagegen.errors import (
 )
 from degrees37_imagegen.files import write_image_atomically
 from degrees37_imagegen.progress import Progress, ProgressCallback
+from degrees37_imagegen.redaction import RedactingLogger
 
 from ._api import ComfyUIAPI, PromptMaybeSubmitted, parse_server_address
 from ._errors import ComfyUITimeoutError
@@ -442,6 +443,8 @@ class ComfyUIGenerator(BaseImageGenerator):
             open_timeout=self.connect_timeout,
             close_timeout=2,
             max_size=64 * 2**20,
+            # websockets logs every handshake header at DEBUG: hide the auth headers first.
+            logger=RedactingLogger(logging.getLogger("websockets.client"), self._headers),
         )
         # websockets >= 17.1 warns about a connection not used as a context manager; it
         # outlives any one block here (the watcher may replace it), and every path closes it.

@@ -41,7 +41,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from degrees37_imagegen.progress import Progress
-from degrees37_imagegen.redaction import REDACTED, is_secret_key, redact_text, redact_url
+from degrees37_imagegen.redaction import RedactingLogger, redact_url
 
 __all__ = [
     "ItemWatch",
@@ -75,20 +75,8 @@ _READ_SLICE = 5.0
 _HEALTHY = 10.0
 
 
-class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """The ``websockets`` logger, without secrets: at DEBUG it logs every handshake header
-    (``> Authorization: Bearer ...``, or ``Basic`` from a URL's password)."""
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        if not self.isEnabledFor(level):
-            return
-        if len(args) == 2 and is_secret_key(str(args[0])):
-            args = (args[0], REDACTED)
-        text = str(msg) % args if args else str(msg)
-        self.logger.log(level, redact_text(text), **kwargs)
-
-
-_WS_LOG = _RedactingLogger(logging.getLogger("websockets.client"), {})
+#: websockets logs every handshake header at DEBUG (the token too): hide secrets first.
+_WS_LOG = RedactingLogger(logging.getLogger("websockets.client"))
 
 
 class SocketIOError(Exception):
