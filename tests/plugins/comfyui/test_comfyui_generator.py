@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -508,6 +509,21 @@ def test_headers_are_sent_and_never_shown(fake: FakeComfyUI, make: Make) -> None
     assert "hunter2" not in str(info.value)
     assert "sk-abc" not in str(info.value)
     assert "hunter2" not in repr(generator)
+
+
+def test_debug_logs_never_show_the_auth_headers(
+    fake: FakeComfyUI, make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    generator = empty_image(make, headers={"X-Proxy-Key": "hunter2"}, api_key="sk-abc")
+    with caplog.at_level(logging.DEBUG):
+        generator.generate_image("x", width=8, height=8)
+    # What the client side logged (the fake server's own log is test scaffolding).
+    client = "\n".join(
+        r.getMessage() for r in caplog.records if not r.name.startswith("websockets.server")
+    )
+    assert "X-Proxy-Key" in client  # the handshake was logged...
+    assert "hunter2" not in client  # ...without the secrets
+    assert "sk-abc" not in client
 
 
 def test_progress_callback_errors_do_not_break_the_image(fake: FakeComfyUI, make: Make) -> None:
