@@ -21,6 +21,7 @@ import contextlib
 import io
 import json
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -32,10 +33,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image
-from websockets.exceptions import InvalidState
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/plugins: shared fakes
+from wsfake import ServerSocket
 
 CAPTURES = Path(__file__).parent / "captures"
 
@@ -110,55 +113,8 @@ class Item:
         return [self.number, self.prompt_id, self.prompt, self.extra, self.outputs]
 
 
-class _Socket:
-    """One accepted WebSocket: the handler thread reads, any thread may send."""
-
-    def __init__(self, sid: str, conn: socket.socket, rfile: Any, proto: ServerProtocol):
-        self.sid = sid
-        self.conn = conn
-        self.rfile = rfile
-        self.proto = proto
-        self.lock = threading.Lock()
-        self.closed = False
-        self.headers: dict[str, str] = {}
-
-    def _flush(self) -> None:
-        for data in self.proto.data_to_send():
-            if data:
-                self.conn.sendall(data)
-            else:  # the protocol asks to half-close: the closing handshake is done
-                self.conn.shutdown(socket.SHUT_WR)
-
-    def send_text(self, text: str) -> bool:
-        with self.lock:
-            if self.closed:
-                return False
-            try:
-                self.proto.send_text(text.encode())
-                self._flush()
-                return True
-            except (OSError, InvalidState):  # as send_socket_catch_exception does
-                self.closed = True
-                return False
-
-    def send_binary(self, data: bytes) -> bool:
-        with self.lock:
-            if self.closed:
-                return False
-            try:
-                self.proto.send_binary(data)
-                self._flush()
-                return True
-            except (OSError, InvalidState):
-                self.closed = True
-                return False
-
-    def abort(self) -> None:
-        """Drop the TCP connection with no close frame (a network failure)."""
-        with self.lock:
-            self.closed = True
-            with contextlib.suppress(OSError):
-                self.conn.shutdown(socket.SHUT_RDWR)
+class _Socket(ServerSocket):
+    """One accepted WebSocket of the fake ComfyUI."""
 
     def serve(self) -> None:
         """Read the client's frames until it closes (answering pings and the close)."""

@@ -16,11 +16,11 @@ queue event (it joins the ``admin`` room on connecting; the recording
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -30,11 +30,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/plugins: shared fakes
+from wsfake import ServerSocket
 
 __all__ = [
     "ItemIds",
@@ -175,49 +177,17 @@ def invocation_event(
     return data
 
 
-class Connection:
-    """One accepted socket: its handler thread reads, any thread may send."""
+class Connection(ServerSocket):
+    """One accepted socket.io socket: its handler thread reads, any thread may send."""
 
     def __init__(self, conn: socket.socket, rfile: Any, proto: ServerProtocol) -> None:
-        self.sid = uuid.uuid4().hex[:20]
-        self.conn = conn
-        self.rfile = rfile
-        self.proto = proto
-        self.lock = threading.Lock()
-        self.closed = False
-        self.headers: dict[str, str] = {}
+        super().__init__(uuid.uuid4().hex[:20], conn, rfile, proto)
         #: The namespace "/" is connected (it then gets queue events).
         self.connected = False
         self.subscribed: list[str] = []
         #: Text frames the client sent, in order.
         self.received: list[str] = []
         self.pongs = 0
-
-    def _flush(self) -> None:
-        for data in self.proto.data_to_send():
-            if data:
-                self.conn.sendall(data)
-            else:  # the protocol asks to half-close: the closing handshake is done
-                self.conn.shutdown(socket.SHUT_WR)
-
-    def send_text(self, text: str) -> bool:
-        with self.lock:
-            if self.closed:
-                return False
-            try:
-                self.proto.send_text(text.encode())
-                self._flush()
-                return True
-            except (OSError, InvalidState):
-                self.closed = True
-                return False
-
-    def abort(self) -> None:
-        """Drop the TCP connection with no close frame (a network failure)."""
-        with self.lock:
-            self.closed = True
-            with contextlib.suppress(OSError):
-                self.conn.shutdown(socket.SHUT_RDWR)
 
     def frames(self) -> list[Frame]:
         """Read until frames arrive; ``[]`` once the connection is over."""
