@@ -14,6 +14,8 @@ import threading
 from typing import Any
 
 from websockets.exceptions import InvalidState
+from websockets.frames import Frame
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 __all__ = ["ServerSocket"]
@@ -64,3 +66,28 @@ class ServerSocket:
             self.closed = True
             with contextlib.suppress(OSError):
                 self.conn.shutdown(socket.SHUT_RDWR)
+
+    def frames(self) -> list[Frame]:
+        """Read until frames arrive; ``[]`` once the connection is over."""
+        while True:
+            try:
+                data = self.rfile.read1(65536)
+            except (OSError, ValueError):
+                data = b""
+            with self.lock:
+                try:
+                    if data:
+                        self.proto.receive_data(data)
+                    else:
+                        self.proto.receive_eof()
+                    events = self.proto.events_received()
+                    self._flush()  # pongs and the closing handshake
+                except OSError:
+                    self.closed = True
+                    events = []
+                if not data or self.closed or self.proto.state is State.CLOSED:
+                    self.closed = True
+                    return [e for e in events if isinstance(e, Frame)]
+            frames = [e for e in events if isinstance(e, Frame)]
+            if frames:
+                return frames

@@ -32,7 +32,6 @@ from typing import Any
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
-from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/plugins: shared fakes
@@ -188,31 +187,6 @@ class Connection(ServerSocket):
         #: Text frames the client sent, in order.
         self.received: list[str] = []
         self.pongs = 0
-
-    def frames(self) -> list[Frame]:
-        """Read until frames arrive; ``[]`` once the connection is over."""
-        while True:
-            try:
-                data = self.rfile.read1(65536)
-            except (OSError, ValueError):
-                data = b""
-            with self.lock:
-                try:
-                    if data:
-                        self.proto.receive_data(data)
-                    else:
-                        self.proto.receive_eof()
-                    events = self.proto.events_received()
-                    self._flush()  # pongs and the closing handshake
-                except OSError:
-                    self.closed = True
-                    events = []
-                if not data or self.closed or self.proto.state is State.CLOSED:
-                    self.closed = True
-                    return [e for e in events if isinstance(e, Frame)]
-            frames = [e for e in events if isinstance(e, Frame)]
-            if frames:
-                return frames
 
 
 class SocketIOEndpoint:
