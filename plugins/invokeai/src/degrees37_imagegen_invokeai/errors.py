@@ -48,50 +48,33 @@ class QueueItemError(GeneratorError):
         self.error_traceback = error_traceback
 
 
-class _HTTPErrorData:
-    """The request and InvokeAI's answer, shared by the HTTP errors."""
+class _HTTPError(GeneratorError):
+    """The request and InvokeAI's answer, shared by the HTTP errors.
 
-    status_code: int
-    method: str
-    path: str
-    detail: Any
+    ``status_code``, ``method`` and ``path`` say what was refused; ``detail`` is InvokeAI's
+    ``detail`` field, whole.
+    """
 
-    def _set_http(self, status_code: int, method: str, path: str, detail: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        method: str,
+        path: str,
+        detail: Any = None,
+        generator: str | None = None,
+    ) -> None:
+        super().__init__(message, generator=generator)
         self.status_code = status_code
         self.method = method
         self.path = path
         self.detail = detail
 
 
-class InvokeAIRequestError(InvalidRequestError, _HTTPErrorData):
+class InvokeAIRequestError(_HTTPError, InvalidRequestError):
     """InvokeAI refused the request (4xx). ``detail`` is its ``detail`` field, whole."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int,
-        method: str,
-        path: str,
-        detail: Any = None,
-        generator: str | None = None,
-    ) -> None:
-        super().__init__(message, generator=generator)
-        self._set_http(status_code, method, path, detail)
 
-
-class InvokeAIServerError(GeneratorError, _HTTPErrorData):
+class InvokeAIServerError(_HTTPError):
     """InvokeAI failed to handle the request (5xx)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int,
-        method: str,
-        path: str,
-        detail: Any = None,
-        generator: str | None = None,
-    ) -> None:
-        super().__init__(message, generator=generator)
-        self._set_http(status_code, method, path, detail)
