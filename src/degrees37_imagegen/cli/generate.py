@@ -116,6 +116,6 @@ def generate(
         typer.echo(str(result.path))
         typer.echo(
             f"generator {gen.name}, {result.size[0]}x{result.size[1]}, seed {result.info.seed}, "
-            f"{elapsed:.1f}s",
+            f"{elapsed:.2f}s",
             err=True,
         )
