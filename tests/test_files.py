@@ -8,6 +8,7 @@ from PIL import Image, PngImagePlugin
 
 from degrees37_imagegen import (
     GeneratorError,
+    OutputError,
     add_png_text,
     atomic_path,
     read_png_text,
@@ -90,3 +91,18 @@ def test_slugify() -> None:
     assert slugify("  Hello, World!  ") == "hello-world"
     assert slugify("!!!") == "image"
     assert len(slugify("word " * 50)) <= 48
+
+
+def test_output_that_is_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match=r"cannot write .*: it is a folder"):
+        write_image_atomically(tmp_path, png_bytes())
+
+
+def test_output_under_a_file_names_the_path(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    target = tmp_path / "file" / "a.png"
+    with pytest.raises(OutputError) as info:
+        write_image_atomically(target, png_bytes())
+    assert str(info.value).startswith(f"cannot write {target}: ")
+    assert isinstance(info.value, OSError)
+    assert info.value.path == target

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         GeneratorNotFoundError,
         GeneratorTimeoutError,
         InvalidRequestError,
+        OutputError,
     )
     from .files import (
         add_png_text,
@@ -87,6 +88,7 @@ _LAZY: dict[str, str] = {
     "GeneratorsConfig": "config",
     "ImageInfo": "base",
     "InvalidRequestError": "errors",
+    "OutputError": "errors",
     "MAX_SEED": "base",
     "PluginInfo": "plugins",
     "PluginLoadError": "plugins",
@@ -145,6 +147,7 @@ __all__ = [
     "GeneratorsConfig",
     "ImageInfo",
     "InvalidRequestError",
+    "OutputError",
     "Job",
     "JobResult",
     "JobsFileError",

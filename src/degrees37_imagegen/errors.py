@@ -10,6 +10,7 @@ The subclasses also derive from the built-in exception they resemble, so generic
     ├── GeneratorLimitError           rate limit or full queue; carries ``retry_after``
     ├── GeneratorNotFoundError        (also LookupError)     unknown generator name
     ├── InvalidRequestError           (also ValueError)      bad prompt, size, sampler...
+    ├── OutputError                   (also OSError)         the image cannot be written there
     └── ConfigError                   (also ValueError)      bad configuration; names file and key
 
 Only connection, timeout and limit errors are worth retrying (see :func:`retry_with_backoff`);
@@ -29,6 +30,7 @@ __all__ = [
     "GeneratorNotFoundError",
     "GeneratorTimeoutError",
     "InvalidRequestError",
+    "OutputError",
     "RETRYABLE_ERRORS",
 ]
 
@@ -88,6 +90,17 @@ class GeneratorNotFoundError(GeneratorError, LookupError):
 
 class InvalidRequestError(GeneratorError, ValueError):
     """The request itself is wrong (size, sampler, preset...): retrying cannot help."""
+
+
+class OutputError(GeneratorError, OSError):
+    """An image cannot be written to its output path (a folder, not writable, no such place).
+
+    ``path`` is the output path that was asked for.
+    """
+
+    def __init__(self, message: str, path: str | Path) -> None:
+        super().__init__(message)
+        self.path = Path(path)
 
 
 class ConfigError(GeneratorError, ValueError):

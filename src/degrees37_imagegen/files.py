@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from .errors import GeneratorError
+from .errors import GeneratorError, OutputError
 
 __all__ = [
     "METADATA_PREFIX",
@@ -45,15 +45,26 @@ def atomic_path(final_path: str | Path, suffix: str = ".part") -> Iterator[Path]
     """Yield a temporary path beside ``final_path``; move it into place if the block succeeds.
 
     If the block raises, the temporary file is removed and ``final_path`` is untouched.
+    Raises :class:`OutputError` naming the path when nothing can be written there.
     """
     final = Path(final_path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
+    if final.is_dir():
+        raise OutputError(f"cannot write {final}: it is a folder", final)
+    if final.parent.exists() and not final.parent.is_dir():
+        raise OutputError(f"cannot write {final}: {final.parent} is not a folder", final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {final}: {exc.strerror or exc}", final) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise OutputError(f"cannot write {final}: {exc.strerror or exc}", final) from exc
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

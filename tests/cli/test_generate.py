@@ -155,3 +155,14 @@ def test_parse_params_types() -> None:
         "c": 255,
         "e": "",
     }
+
+
+@pytest.mark.parametrize("output", ["folder", "file/a.png"])
+def test_unwritable_output_is_one_line_and_exit_2(in_tmp: Path, output: str) -> None:
+    Path("folder").mkdir()
+    Path("file").write_text("x")
+    code, out, err = invoke("generate", "x", "-W", "32", "-H", "32", "-o", output)
+    assert code == 2
+    assert err.startswith(f"error: cannot write {output}: ")
+    assert err.count("\n") == 1
+    assert "Traceback" not in out + err

@@ -12,7 +12,13 @@ from typing import Any
 
 import typer
 
-from ..errors import ConfigError, GeneratorError, GeneratorNotFoundError, InvalidRequestError
+from ..errors import (
+    ConfigError,
+    GeneratorError,
+    GeneratorNotFoundError,
+    InvalidRequestError,
+    OutputError,
+)
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "State", "cli_errors", "echo_err", "state"]
 
@@ -27,6 +33,7 @@ USAGE_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     GeneratorNotFoundError,
     InvalidRequestError,
+    OutputError,
 )
 
 
@@ -104,6 +111,12 @@ def cli_errors() -> Iterator[None]:
             traceback.print_exc()
         echo_err(f"error: {exc}")
         raise typer.Exit(exit_code_for(exc)) from None
+    except OSError as exc:  # a file or folder the user named; never a traceback for that
+        if state.debug:
+            traceback.print_exc()
+        where = f": {exc.filename}" if exc.filename else ""
+        echo_err(f"error: {exc.strerror or exc}{where}")
+        raise typer.Exit(EXIT_FAILED) from None
     except KeyboardInterrupt:
         echo_err("interrupted")
         raise typer.Exit(130) from None
