@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,8 +210,6 @@ def parse_config(
     cfg = GeneratorsConfig(path=file, origin=origin, lines=lines)
     for key in data:
         if key not in _TOP_LEVEL_KEYS:
-            import warnings
-
             warnings.warn(
                 str(cfg.error(f"unknown top-level key {key!r} is ignored", key=str(key))),
                 UserWarning,

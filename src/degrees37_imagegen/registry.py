@@ -189,7 +189,8 @@ class GeneratorRegistry:
         name = name if name is not None else self.default_name()
         entry = cfg.entry(name)
         if entry is None:
-            reg = self._find_registration(name) if name in self.registered_names() else None
+            self._ensure_discovered()
+            reg = self._registrations.get(name)  # a bare name is a registered name, not a class
             if reg is None:
                 if not explicit and name == cfg.default_generator:
                     raise cfg.error(

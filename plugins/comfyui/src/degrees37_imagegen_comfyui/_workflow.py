@@ -317,16 +317,6 @@ class WorkflowTemplate:
         """Every field that goes somewhere."""
         return set(self.targets) | self.placeholder_fields
 
-    def describe(self) -> dict[str, list[str]]:
-        """Field -> ``["6.text (title)", ...]``: where each field goes and how it was found."""
-        out: dict[str, list[str]] = {
-            f: [f"{t} ({t.how})" for t in targets] for f, targets in self.targets.items()
-        }
-        for (node, inp), text in self.placeholders.items():
-            for name in self._placeholder_names(text):
-                out.setdefault(name, []).append(f"{node}.{inp} (placeholder)")
-        return out
-
     def _literal_inputs(self, node_id: str, names: Iterable[str]) -> list[str]:
         inputs = self.nodes[node_id]["inputs"]
         return [n for n in names if n in inputs and not is_link(inputs[n])]
