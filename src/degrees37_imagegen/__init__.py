@@ -34,10 +34,18 @@ if TYPE_CHECKING:
         parse_jobs,
         run_batch,
     )
+    from .clock import SYSTEM_CLOCK, Clock, SystemClock
     from .config import GeneratorsConfig, expand_env, find_config, load_config
     from .errors import (
         RETRYABLE_ERRORS,
+        AuthenticationError,
         ConfigError,
+        IncompleteImageError,
+        JobCanceledError,
+        JobFailedError,
+        PluginError,
+        ServerError,
+        Work,
         GeneratorConnectionError,
         GeneratorError,
         GeneratorLimitError,
@@ -49,17 +57,21 @@ if TYPE_CHECKING:
     from .files import (
         add_png_text,
         atomic_path,
+        output_format,
         read_png_text,
         slugify,
         verify_image,
+        write_image,
         write_image_atomically,
     )
     from .generation import GenerationResult, generate_to_file
     from .hookspecs import hookimpl, hookspec
+    from .job import TERMINAL, ImageData, ImageJob, JobRef, JobStatus, JobUpdate
     from .plugins import PluginInfo, PluginLoadError, PluginWarning
-    from .progress import Progress, ProgressCallback
+    from .progress import Progress, ProgressCallback, guard_progress
     from .redaction import redact, redact_text, redact_url
     from .registry import GeneratorRegistry
+    from .request import ImageRequest
     from .retry import retry_with_backoff
 
 __version__ = "0.1.0"
@@ -67,6 +79,26 @@ __version__ = "0.1.0"
 # Names are imported on first use (PEP 562), so that ``import degrees37_imagegen`` and the
 # CLI's ``--help`` stay fast: YAML, tenacity and friends load only when something needs them.
 _LAZY: dict[str, str] = {
+    "SYSTEM_CLOCK": "clock",
+    "Clock": "clock",
+    "SystemClock": "clock",
+    "AuthenticationError": "errors",
+    "IncompleteImageError": "errors",
+    "JobCanceledError": "errors",
+    "JobFailedError": "errors",
+    "PluginError": "errors",
+    "ServerError": "errors",
+    "Work": "errors",
+    "output_format": "files",
+    "write_image": "files",
+    "TERMINAL": "job",
+    "ImageData": "job",
+    "ImageJob": "job",
+    "JobRef": "job",
+    "JobStatus": "job",
+    "JobUpdate": "job",
+    "guard_progress": "progress",
+    "ImageRequest": "request",
     "BaseImageGenerator": "base",
     "BatchRunner": "batch",
     "GeneratorPool": "batch",
@@ -130,6 +162,26 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "SYSTEM_CLOCK",
+    "Clock",
+    "SystemClock",
+    "AuthenticationError",
+    "IncompleteImageError",
+    "JobCanceledError",
+    "JobFailedError",
+    "PluginError",
+    "ServerError",
+    "Work",
+    "output_format",
+    "write_image",
+    "TERMINAL",
+    "ImageData",
+    "ImageJob",
+    "JobRef",
+    "JobStatus",
+    "JobUpdate",
+    "guard_progress",
+    "ImageRequest",
     "COMMON_SETTINGS",
     "MAX_SEED",
     "RETRYABLE_ERRORS",

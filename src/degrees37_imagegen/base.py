@@ -7,14 +7,23 @@ import threading
 import warnings
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from .errors import InvalidRequestError
+from . import _pipeline
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import GeneratorError, GeneratorTimeoutError, InvalidRequestError
+from .job import ImageData, ImageJob, JobRef, JobUpdate
 from .progress import Progress, ProgressCallback
 from .redaction import redact
+from .request import ImageRequest
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+T = TypeVar("T")
 
 __all__ = [
     "COMMON_SETTINGS",
@@ -39,9 +48,11 @@ class UnknownSettingWarning(UserWarning):
 class ImageInfo:
     """What a generator recorded about one image it made: the request and what it really used.
 
-    ``seed`` is the seed really used (``-1`` requests are resolved to a concrete seed);
+    ``seed`` is the seed really used (``-1`` requests are resolved to a concrete seed), or
+    ``None`` when the server's graph has no seed (a template without one);
     ``generated_width``/``generated_height`` differ from the requested size when the server
-    generated at another resolution that was then resized.
+    generated at another resolution that was then resized; ``server`` is the server that
+    made it, when the generator addresses one.
     """
 
     image_id: str
@@ -50,24 +61,27 @@ class ImageInfo:
     negative_prompt: str
     width: int
     height: int
-    seed: int
+    seed: int | None
     model: str | None = None
     generated_width: int | None = None
     generated_height: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    server: str | None = None
 
     def as_metadata(self) -> dict[str, str]:
         """The request as flat text fields, ready for PNG text chunks or a manifest."""
         meta: dict[str, str] = {
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
-            "seed": str(self.seed),
+            "seed": "not used" if self.seed is None else str(self.seed),
             "width": str(self.width),
             "height": str(self.height),
             "generator": self.generator,
         }
         if self.model:
             meta["model"] = self.model
+        if self.server:
+            meta["server"] = self.server
         if self.generated_width and self.generated_height:
             meta["generated_size"] = f"{self.generated_width}x{self.generated_height}"
         for key, value in self.extra.items():
@@ -78,13 +92,31 @@ class ImageInfo:
 class BaseImageGenerator(ABC):
     """Base class of every image generator.
 
+    The core owns the pipeline: it validates the size, resolves the seed, follows the job,
+    writes the file once and records what was used. A generator supplies only the steps
+    that differ per backend:
+
+    - :meth:`start_job`: send the request; return the server's reference (:class:`JobRef`)
+      once the server has accepted it;
+    - :meth:`poll_job` (one look at the server) and, for servers that push events,
+      :meth:`wait_job`: where the job is (:class:`JobUpdate`);
+    - :meth:`fetch_image`: the finished image's bytes, or a stream of them;
+    - :meth:`cancel_job`: remove the job from the queue or interrupt it;
+    - :meth:`test_connection`.
+
+    Users hold jobs (:meth:`submit`, :meth:`attach`) or use the original API
+    (:meth:`generate_image` then :meth:`download_image`), which is a thin layer over jobs.
+
+    A generator written for the original contract, implementing ``generate_image`` and
+    ``download_image`` itself, keeps working: the core adapts it into jobs that are done
+    once submitted, and that say that they cannot be canceled or re-attached.
+
     Subclasses declare the settings they know in :attr:`default_settings` (the keys are the
     known settings, the values their defaults), list secret settings in
-    :attr:`secret_settings`, check values in :meth:`validate_config`, and implement
-    :meth:`test_connection`, :meth:`generate_image` and :meth:`download_image`.
-
-    ``self.config`` holds the effective settings: the defaults with the given ``config``
-    merged over them. A generator may be used from several threads at once.
+    :attr:`secret_settings`, and check values in :meth:`validate_config`. ``self.config``
+    holds the effective settings. Tests inject a ``clock`` (:class:`Clock`) and, for HTTP
+    generators, a ``transport`` (an ``httpx`` transport). A generator may be used from
+    several threads at once.
     """
 
     #: Known settings and their defaults.
@@ -100,10 +132,23 @@ class BaseImageGenerator(ABC):
     max_dimension: ClassVar[int] = 16384
     #: The largest number of pixels :meth:`validate_dimensions` accepts.
     max_pixels: ClassVar[int] = 16384 * 16384
-    #: How many images :meth:`image_info` remembers (the oldest are forgotten first).
+    #: How many images (and jobs) :meth:`image_info` remembers (the oldest go first).
     max_image_records: ClassVar[int] = 4096
+    #: The longest wait between two polls of a job (seconds); the first come sooner.
+    poll_interval: ClassVar[float] = 1.0
+    #: Retries of a safe-to-repeat call (a download, a status read) after the first try.
+    max_retries: ClassVar[int] = 3
+    #: The first retry's wait (seconds); it doubles per retry, with jitter.
+    retry_base_delay: ClassVar[float] = 0.5
 
-    def __init__(self, config: Mapping[str, Any] | None = None, *, name: str | None = None):
+    def __init__(
+        self,
+        config: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        clock: Clock | None = None,
+        transport: Any = None,
+    ):
         given = dict(config or {})
         self.name: str = name or str(given.get("plugin") or type(self).__name__)
         known = set(self.default_settings) | COMMON_SETTINGS
@@ -117,11 +162,17 @@ class BaseImageGenerator(ABC):
                     stacklevel=2,
                 )
         self.config: dict[str, Any] = {**self.default_settings, **given}
+        #: The clock this generator reads the time from and waits with.
+        self.clock: Clock = clock or SYSTEM_CLOCK
+        #: The HTTP transport tests inject (``httpx.MockTransport``...), or ``None``.
+        self.transport: Any = transport
         self._images: OrderedDict[str, ImageInfo] = OrderedDict()
+        self._jobs: OrderedDict[str, ImageJob] = OrderedDict()
         self._images_lock = threading.Lock()
+        self._legacy = _pipeline.is_legacy(type(self))
         self.validate_config()
 
-    # -- what subclasses implement -------------------------------------------------------
+    # -- the steps a plugin implements ---------------------------------------------------
 
     def validate_config(self) -> None:  # noqa: B027 (optional hook, empty on purpose)
         """Check ``self.config``; raise :class:`ConfigError` with ``key=`` the bad setting.
@@ -134,7 +185,119 @@ class BaseImageGenerator(ABC):
     def test_connection(self) -> bool:
         """Return whether the generator is ready to make images (server up and answering)."""
 
-    @abstractmethod
+    def start_job(self, request: ImageRequest) -> JobRef:
+        """Send ``request`` to the server; return its reference once the server accepted it.
+
+        The size is validated and the seed resolved already. Raise a
+        :class:`GeneratorError` when the server refuses the work, with ``work=`` saying
+        whether it may exist there.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement start_job")
+
+    def poll_job(self, ref: JobRef) -> JobUpdate:
+        """Look at the server once: where is the job ``ref``?"""
+        raise NotImplementedError(f"{type(self).__name__} does not implement poll_job")
+
+    def wait_job(self, ref: JobRef, timeout: float) -> JobUpdate:
+        """Wait up to ``timeout`` seconds for news of job ``ref`` and return where it is.
+
+        The default sleeps ``timeout`` on :attr:`clock` and polls (the core grows the
+        timeout from poll to poll up to :attr:`poll_interval`). Servers that push events
+        override this to return as soon as an event says something changed.
+        """
+        self.clock.sleep(timeout)
+        return self.poll_job(ref)
+
+    def fetch_image(self, ref: JobRef, result: Mapping[str, Any]) -> ImageData:
+        """The finished image of job ``ref``: its bytes, or an iterable of chunks.
+
+        ``result`` is what the job's last :class:`JobUpdate` said. A generator (iterator)
+        that streams a download is closed by the core when it is done with it. Must be safe
+        to call again: the core fetches again when a download arrives truncated.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement fetch_image")
+
+    def cancel_job(self, ref: JobRef) -> bool:
+        """Remove job ``ref`` from the queue, or interrupt it if it runs; ``True`` if it acted.
+
+        Only ever touch this job. The default cannot cancel and returns ``False``.
+        """
+        return False
+
+    def job_for_id(self, image_id: str) -> ImageJob:
+        """A handle for a job known only by the id that :meth:`generate_image` returned,
+        when this generator no longer remembers it (another process...).
+
+        The default raises :class:`GeneratorError`; generators whose server can look a job
+        up by id alone override it.
+        """
+        raise GeneratorError(
+            f"generator {self.name!r}: unknown image id {image_id!r}", generator=self.name
+        )
+
+    def job_timeout(self) -> float | None:
+        """How long :meth:`generate_image` waits for a job before canceling it (seconds)."""
+        return None
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        width: int = 1080,
+        height: int = 1920,
+        seed: int = -1,
+        *,
+        on_progress: ProgressCallback | None = None,
+        **options: Any,
+    ) -> ImageJob:
+        """Start one image and return its :class:`ImageJob` once the server has accepted it.
+
+        ``seed=-1`` asks for a random seed, which is resolved here and recorded.
+        ``on_progress`` receives :class:`~degrees37_imagegen.Progress` reports (a callback
+        that raises is logged once and ignored). ``options`` are the generator's own
+        keyword arguments (steps, model, template fields...). Raises on refusal.
+        """
+        if self._legacy:
+            return _pipeline.submit_legacy(
+                self, prompt, negative_prompt, width, height, seed, on_progress, options
+            )
+        width, height = self._step(self.validate_dimensions, width, height)
+        request = ImageRequest(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            width=width,
+            height=height,
+            seed=self.resolve_seed(seed),
+            options=options,
+        )
+        ref = self._step(self.start_job, request)
+        job = ImageJob(self, request, ref, on_progress=on_progress)
+        job.on_progress(Progress("submitted", f"job {ref.id}", generator=self.name))
+        self._remember(job)
+        return job
+
+    def attach(
+        self, data: Mapping[str, Any], *, on_progress: ProgressCallback | None = None
+    ) -> ImageJob:
+        """The job that :meth:`ImageJob.to_dict` saved, followed again from here.
+
+        The generator must be made from the same configuration (same class and server) as
+        the one that submitted the job; it need not be the same process.
+        """
+        return _pipeline.attach(self, data, on_progress)
+
+    @property
+    def server(self) -> str | None:
+        """The server this generator addresses (its :attr:`server_setting`), if any."""
+        if self.server_setting is None:
+            return None
+        value = self.config.get(self.server_setting)
+        return None if value is None else str(value)
+
+    # -- the original API, over jobs --------------------------------------------------------
+
     def generate_image(
         self,
         prompt: str,
@@ -146,15 +309,34 @@ class BaseImageGenerator(ABC):
     ) -> str | None:
         """Make one image and return its id, to pass to :meth:`download_image`.
 
-        ``seed=-1`` asks for a random seed; the seed really used is recorded in
-        :meth:`image_info`. ``on_progress=callback`` in ``kwargs`` receives
-        :class:`~degrees37_imagegen.Progress` reports. Failures raise a
-        :class:`~degrees37_imagegen.GeneratorError` subclass.
+        The same as ``submit(...).wait()``: ``seed=-1`` asks for a random seed (the seed
+        really used is in :meth:`image_info`); ``on_progress=callback`` receives
+        :class:`~degrees37_imagegen.Progress` reports. A job that is not done within
+        :meth:`job_timeout` is canceled and :class:`GeneratorTimeoutError` raised. Failures
+        raise a :class:`~degrees37_imagegen.GeneratorError` subclass.
         """
+        job = self.submit(prompt, negative_prompt, width, height, seed, **kwargs)
+        try:
+            job.wait(timeout=self.job_timeout())
+        except GeneratorTimeoutError:
+            job.cancel()
+            raise
+        except BaseException:
+            if not job.done:
+                job.cancel()
+            raise
+        return job.id
 
-    @abstractmethod
     def download_image(self, image_id: str, output_path: str | Path) -> bool:
-        """Write the image to ``output_path``, whole or not at all, and return ``True``."""
+        """Write image ``image_id`` to ``output_path``, whole or not at all; return ``True``."""
+        self.job(image_id).save(output_path)
+        return True
+
+    def job(self, image_id: str) -> ImageJob:
+        """The job behind an id that :meth:`generate_image` returned."""
+        with self._images_lock:
+            job = self._jobs.get(image_id)
+        return job if job is not None else self.job_for_id(image_id)
 
     # -- helpers for subclasses and callers ---------------------------------------------
 
@@ -196,6 +378,22 @@ class BaseImageGenerator(ABC):
             raise InvalidRequestError(f"seed must be at most {MAX_SEED}, got {seed}")
         return seed
 
+    def poll_delay(self, polls: int) -> float:
+        """How long to wait before poll number ``polls`` of a job (0 for the first)."""
+        if polls <= 0:
+            return 0.0
+        return float(min(self.poll_interval, 0.01 * 1.5 ** (polls - 1)))
+
+    def retrying(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call ``func(*args, **kwargs)``, retrying connection, timeout and limit errors.
+
+        The one backoff of the project (:func:`retry_with_backoff`): exponential with
+        jitter from :attr:`retry_base_delay`, :attr:`max_retries` retries, waiting on
+        :attr:`clock`, and at least a limit error's ``retry_after``. Only for calls that are
+        safe to repeat: reads, downloads, a cancel.
+        """
+        return _pipeline.retrying(self, func, *args, **kwargs)
+
     def record_image(self, info: ImageInfo) -> None:
         """Remember what was asked and used for an image (see :meth:`image_info`).
 
@@ -233,7 +431,7 @@ class BaseImageGenerator(ABC):
     def close(self) -> None:  # noqa: B027 (optional hook, empty on purpose)
         """Release connections and other resources. The generator is not used afterwards."""
 
-    def __enter__(self) -> BaseImageGenerator:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -241,3 +439,33 @@ class BaseImageGenerator(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} config={self.safe_config()!r}>"
+
+    # -- the core's own plumbing ----------------------------------------------------------
+
+    def _step(self, func: Callable[..., T], *args: Any) -> T:
+        """Call a plugin step; the one place where its errors get this generator's name and a
+        foreign exception becomes a one-line :class:`PluginError`."""
+        return _pipeline.call_step(self, func, *args)
+
+    def _own(self, error: GeneratorError) -> GeneratorError:
+        if error.generator is None:
+            error.generator = self.name
+        return error
+
+    def _remember(self, job: ImageJob) -> None:
+        with self._images_lock:
+            self._jobs[job.id] = job
+            self._jobs.move_to_end(job.id)
+            while len(self._jobs) > self.max_image_records:
+                self._jobs.popitem(last=False)
+
+    def _info_for(self, job: ImageJob, update: JobUpdate) -> ImageInfo:
+        info = _pipeline.info_for(self, job, update)
+        self.record_image(info)
+        return info
+
+    def _save(self, job: ImageJob, final: Path, *, metadata: bool) -> None:
+        _pipeline.save(self, job, final, metadata=metadata)
+
+    def _fetch(self, job: ImageJob) -> ImageData:
+        return self._step(self.fetch_image, job.ref, job.result)

@@ -9,21 +9,24 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import struct
-import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
-from .errors import GeneratorError, OutputError
+from .errors import GeneratorError, IncompleteImageError, OutputError
 
 __all__ = [
     "METADATA_PREFIX",
     "add_png_text",
     "atomic_path",
+    "output_format",
     "read_png_text",
     "slugify",
     "verify_image",
+    "write_image",
     "write_image_atomically",
 ]
 
@@ -32,6 +35,8 @@ __all__ = [
 METADATA_PREFIX = "imagegen:"
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The 12 bytes every PNG ends with: a zero-length IEND chunk and its CRC.
+_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
 def slugify(text: str, max_length: int = 48) -> str:
@@ -54,11 +59,9 @@ def atomic_path(final_path: str | Path, suffix: str = ".part") -> Iterator[Path]
         raise OutputError(f"cannot write {final}: {final.parent} is not a folder", final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
+        tmp = _create_beside(final, suffix)
     except OSError as exc:
         raise OutputError(f"cannot write {final}: {exc.strerror or exc}", final) from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
         yield tmp
         try:
@@ -69,6 +72,24 @@ def atomic_path(final_path: str | Path, suffix: str = ".part") -> Iterator[Path]
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _create_beside(final: Path, suffix: str) -> Path:
+    """Create an empty, new temporary file beside ``final`` and return its path.
+
+    Unlike :func:`tempfile.mkstemp` (always mode 0600), the file is created with mode 0666
+    less the umask, as any other file the user writes: 0644 under the usual umask 022, so
+    that images in a shared folder are readable by the group.
+    """
+    for _ in range(100):
+        tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}{suffix}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {final}")
 
 
 def verify_image(path: str | Path) -> tuple[str, tuple[int, int]]:
@@ -98,14 +119,117 @@ def write_image_atomically(
 
     Returns what :func:`verify_image` found.
     """
-    with atomic_path(output_path) as tmp:
+    return write_image(output_path, data)
+
+
+#: Image formats written by file name extension (no extension: PNG).
+FORMATS_BY_SUFFIX = {"": "PNG", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def output_format(path: str | Path) -> str:
+    """The image format that ``path``'s extension names (``PNG``, ``JPEG`` or ``WEBP``).
+
+    Raises :class:`OutputError` for an extension of another kind, rather than writing PNG
+    bytes under a name that says otherwise.
+    """
+    final = Path(path)
+    fmt = FORMATS_BY_SUFFIX.get(final.suffix.lower())
+    if fmt is None:
+        raise OutputError(
+            f"cannot write {final}: {final.suffix!r} is not an image format this writes "
+            "(use .png, .jpg or .webp)",
+            final,
+        )
+    return fmt
+
+
+def write_image(
+    output_path: str | Path,
+    data: bytes | Iterable[bytes],
+    *,
+    text: Mapping[str, str] | None = None,
+    fmt: str | None = None,
+) -> tuple[str, tuple[int, int]]:
+    """Stream an image into ``output_path``, whole or not at all; return its format and size.
+
+    ``data`` is the image's bytes or an iterable of chunks (a streamed download), written
+    once into a temporary file beside ``output_path``. A PNG gets ``text`` as ``iTXt``
+    chunks (keys prefixed with :data:`METADATA_PREFIX`) in the same pass: they go before
+    the closing ``IEND`` chunk, which is always a PNG's last 12 bytes, so only those bytes
+    are held back and the image is never read back or held in memory. The file is then
+    verified and moved into place; errors name ``output_path``, never the temporary file.
+
+    ``fmt`` (``PNG``, ``JPEG``, ``WEBP``) converts an image of another format into it,
+    with ``text`` in the format's own metadata (EXIF ``ImageDescription`` as JSON for JPEG
+    and WebP); that conversion holds the image in memory.
+    """
+    final = Path(output_path)
+    with atomic_path(final) as tmp:
         with open(tmp, "wb") as fh:
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                fh.write(data)
-            else:
-                for chunk in data:
-                    fh.write(chunk)
-        return verify_image(tmp)
+            head, tail = _copy_holding_tail(data, fh)
+            if text and head.startswith(_PNG_SIGNATURE) and tail == _PNG_IEND:
+                fh.write(_text_chunks(text, METADATA_PREFIX))
+            fh.write(tail)
+        try:
+            found = verify_image(tmp)
+        except GeneratorError as exc:
+            cause = exc.__cause__ or exc
+            raise IncompleteImageError(
+                f"cannot save {final}: the image received is not whole ({cause})",
+                work="ran",
+            ) from exc
+        if fmt is not None and found[0] != fmt:
+            _convert(tmp, fmt, text)
+            return fmt, found[1]
+        return found
+
+
+def _convert(path: Path, fmt: str, text: Mapping[str, str] | None) -> None:
+    """Re-encode the image at ``path`` in place as ``fmt``, with ``text`` as its metadata."""
+    import json
+
+    from PIL import Image, PngImagePlugin
+
+    with Image.open(path) as img:
+        img.load()
+        options: dict[str, object] = {}
+        if fmt == "PNG":
+            info = PngImagePlugin.PngInfo()
+            for key, value in (text or {}).items():
+                info.add_itxt(METADATA_PREFIX + key, str(value))
+            options["pnginfo"] = info
+        else:
+            if img.mode not in ("RGB", "L") and fmt == "JPEG":
+                img = img.convert("RGB")
+            if text:
+                exif = Image.Exif()
+                exif[0x010E] = json.dumps({METADATA_PREFIX + k: v for k, v in text.items()})
+                options["exif"] = exif.tobytes()
+            options["quality"] = 95
+        with open(path, "wb") as fh:
+            img.save(fh, fmt, **options)
+
+
+def _copy_holding_tail(data: bytes | Iterable[bytes], fh: BinaryIO) -> tuple[bytes, bytes]:
+    """Write ``data`` to ``fh`` but for its last 12 bytes; return its first 8 and those."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = (bytes(data),)
+    head = b""
+    tail = b""
+    for chunk in data:
+        if not chunk:
+            continue
+        if len(head) < 8:
+            head = (head + bytes(chunk[: 8 - len(head)]))[:8]
+        if len(chunk) >= len(_PNG_IEND):
+            fh.write(tail)
+            fh.write(chunk[: -len(_PNG_IEND)])
+            tail = bytes(chunk[-len(_PNG_IEND) :])
+        else:
+            joined = tail + bytes(chunk)
+            fh.write(joined[: -len(_PNG_IEND)])
+            tail = joined[-len(_PNG_IEND) :]
+    return head, tail
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
@@ -125,7 +249,12 @@ def add_png_text(data: bytes, text: Mapping[str, str], prefix: str = METADATA_PR
     if iend < 12:
         raise GeneratorError("cannot add PNG metadata: the PNG has no IEND chunk")
     iend -= 4  # the chunk starts with its 4-byte length
-    extra = b"".join(
+    return data[:iend] + _text_chunks(text, prefix) + data[iend:]
+
+
+def _text_chunks(text: Mapping[str, str], prefix: str) -> bytes:
+    """``text`` as UTF-8 ``iTXt`` chunks, keys prefixed."""
+    return b"".join(
         _chunk(
             b"iTXt",
             (prefix + key)[:79].encode("latin-1", "replace")
@@ -134,7 +263,6 @@ def add_png_text(data: bytes, text: Mapping[str, str], prefix: str = METADATA_PR
         )
         for key, value in text.items()
     )
-    return data[:iend] + extra + data[iend:]
 
 
 def read_png_text(path: str | Path) -> dict[str, str]:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Progress", "ProgressCallback", "Stage"]
+__all__ = ["Progress", "ProgressCallback", "Stage", "guard_progress"]
+
+log = logging.getLogger(__name__)
 
 #: Where an image is in its life: waiting on the server's queue, running, downloading, done.
-#: Generators report ``submitted`` to ``step`` from ``generate_image``; ``downloading`` and
-#: ``done`` come from :func:`~degrees37_imagegen.generate_to_file` (and the batch runner),
-#: which know when the file is really in place.
+#: The core reports ``submitted`` when the server has accepted a job, ``downloading`` and
+#: ``done`` when it saves the image; a plugin's job updates carry ``queued``, ``running`` and
+#: ``step`` reports.
 Stage = Literal["submitted", "queued", "running", "step", "downloading", "done"]
 
 
@@ -42,3 +46,30 @@ class Progress:
 
 #: What a generator calls with each :class:`Progress` report. It must return quickly.
 ProgressCallback = Callable[[Progress], None]
+
+
+def guard_progress(callback: ProgressCallback | None) -> ProgressCallback:
+    """Wrap ``callback`` so that an exception it raises never reaches the caller.
+
+    A progress display that fails must not cost the image: the first exception is logged
+    (with its traceback, at warning level), later ones are dropped silently. ``None`` gives
+    a callback that does nothing.
+    """
+    if callback is None:
+        return _ignore
+    failed = threading.Event()
+
+    def report(progress: Progress) -> None:
+        try:
+            callback(progress)
+        except Exception:
+            if not failed.is_set():
+                failed.set()
+                log.warning("progress callback %r failed; ignoring it from now on", callback,
+                            exc_info=True)
+
+    return report
+
+
+def _ignore(progress: Progress) -> None:
+    """A progress callback that does nothing."""

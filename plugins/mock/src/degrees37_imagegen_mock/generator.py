@@ -6,22 +6,25 @@ from __future__ import annotations
 import io
 import random
 import threading
-import time
 import uuid
 from collections import OrderedDict
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from degrees37_imagegen import (
     BaseImageGenerator,
+    Clock,
     ConfigError,
     GeneratorConnectionError,
     GeneratorError,
     GeneratorLimitError,
     GeneratorTimeoutError,
-    ImageInfo,
+    ImageRequest,
+    InvalidRequestError,
+    JobRef,
+    JobUpdate,
     Progress,
-    write_image_atomically,
 )
 
 from .drawing import STYLES, PlaceholderRequest, render_placeholder
@@ -37,6 +40,7 @@ FAILURES: dict[str, type[GeneratorError]] = {
 }
 
 _CACHE_SIZE = 32  # rendered PNGs kept; older ones are re-rendered on download
+_STEPS = 10  # progress steps reported over ``delay``
 
 
 class MockGenerator(BaseImageGenerator):
@@ -60,9 +64,17 @@ class MockGenerator(BaseImageGenerator):
         "label": "MOCK",
     }
 
-    def __init__(self, config: dict[str, Any] | None = None, *, name: str | None = None):
-        super().__init__(config, name=name or "mock")
+    def __init__(
+        self,
+        config: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        clock: Clock | None = None,
+        transport: Any = None,
+    ):
+        super().__init__(config, name=name or "mock", clock=clock, transport=transport)
         self._png: OrderedDict[str, bytes] = OrderedDict()
+        self._running: OrderedDict[str, _Running] = OrderedDict()
         self._png_lock = threading.Lock()
         self._failures = random.Random()
 
@@ -99,79 +111,98 @@ class MockGenerator(BaseImageGenerator):
         """Always ready: there is no server."""
         return True
 
-    def generate_image(
-        self,
-        prompt: str,
-        negative_prompt: str = "",
-        width: int = 1080,
-        height: int = 1920,
-        seed: int = -1,
-        **kwargs: Any,
-    ) -> str | None:
-        """Draw a placeholder and return its id (``mock-<hex>``).
+    def start_job(self, request: ImageRequest) -> JobRef:
+        """Accept the request at once; the image is "made" over ``delay`` seconds.
 
-        Accepts ``placeholder_style=`` to override the setting for one image, and
-        ``on_progress=`` for progress reports.
+        Accepts ``placeholder_style=`` to override the setting for one image. A simulated
+        ``connection`` or ``limit`` failure refuses the request here (nothing was queued);
+        a ``generation`` or ``timeout`` failure fails the job when its time is up.
         """
-        on_progress = kwargs.pop("on_progress", None)
-        style = kwargs.pop("placeholder_style", self.config["placeholder_style"])
+        style = request.options.get("placeholder_style", self.config["placeholder_style"])
         if style not in STYLES:
-            from degrees37_imagegen import InvalidRequestError
-
             raise InvalidRequestError(
                 f"unknown placeholder style {style!r}; use one of: {', '.join(STYLES)}"
             )
-        width, height = self.validate_dimensions(width, height)
-        seed = self.resolve_seed(seed)
-        self.report(on_progress, Progress("running", "drawing placeholder", generator=self.name))
-        self._wait(on_progress)
-        if self._failures.random() < self.config["fail_rate"]:
-            self._fail()
-        image_id = f"mock-{uuid.uuid4().hex[:16]}"
-        info = ImageInfo(
-            image_id=image_id,
-            generator=self.name,
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            width=width,
-            height=height,
-            seed=seed,
-            model="mock",
-            extra={"placeholder_style": style},
-        )
-        png = self._render(info)
-        self.record_image(info)
+        failure = self._failure() if self._failures.random() < self.config["fail_rate"] else None
+        if isinstance(failure, (GeneratorConnectionError, GeneratorLimitError)):
+            failure.work = "not_sent"
+            raise failure
+        job_id = f"mock-{uuid.uuid4().hex[:16]}"
         with self._png_lock:
-            self._png[image_id] = png
+            self._running[job_id] = _Running(self.clock.monotonic(), failure)
+            while len(self._running) > self.max_image_records:
+                self._running.popitem(last=False)
+        return JobRef(job_id, {"placeholder_style": style})
+
+    def poll_job(self, ref: JobRef) -> JobUpdate:
+        """Running until ``delay`` has passed (with ten steps of progress), then done."""
+        style = str(ref.data.get("placeholder_style", self.config["placeholder_style"]))
+        with self._png_lock:
+            running = self._running.get(ref.id)
+        if running is not None and not running.finished:
+            if running.canceled:
+                return JobUpdate("canceled")
+            delay = float(self.config["delay"])
+            elapsed = self.clock.monotonic() - running.started
+            if elapsed < delay:
+                step = min(_STEPS - 1, int(elapsed / delay * _STEPS))
+                return JobUpdate(
+                    "running",
+                    progress=Progress("step", step=step, total=_STEPS, generator=self.name),
+                )
+            running.finished = True
+            if running.failure is not None:
+                return JobUpdate("failed", error=running.failure)
+        # Finished, or a job re-attached from another process: the mock makes it from its
+        # request whenever asked.
+        return JobUpdate("done", model="mock", extra={"placeholder_style": style})
+
+    def wait_job(self, ref: JobRef, timeout: float) -> JobUpdate:
+        """Sleep until the next step (or ``timeout``), then poll."""
+        with self._png_lock:
+            running = self._running.get(ref.id)
+        if running is not None and not running.finished:
+            delay = float(self.config["delay"])
+            elapsed = self.clock.monotonic() - running.started
+            next_step = (int(elapsed / delay * _STEPS) + 1) * delay / _STEPS if delay else 0.0
+            timeout = min(timeout, max(0.0, next_step - elapsed))
+        self.clock.sleep(timeout)
+        return self.poll_job(ref)
+
+    def fetch_image(self, ref: JobRef, result: Mapping[str, Any]) -> bytes:
+        """The placeholder PNG of job ``ref`` (drawn again if it fell out of the cache)."""
+        with self._png_lock:
+            png = self._png.get(ref.id)
+        if png is not None:
+            return png
+        job = self.job(ref.id)
+        png = self._render(job.request, ref)
+        with self._png_lock:
+            self._png[ref.id] = png
             while len(self._png) > _CACHE_SIZE:
                 self._png.popitem(last=False)
-        return image_id
+        return png
 
-    def download_image(self, image_id: str, output_path: str | Path) -> bool:
-        """Write the placeholder ``image_id`` to ``output_path`` (atomically) and return True."""
+    def cancel_job(self, ref: JobRef) -> bool:
+        """Stop a job that is still "running"; ``False`` once it is done."""
         with self._png_lock:
-            png = self._png.get(image_id)
-        if png is None:
-            info = self.image_info(image_id)
-            if info is None:
-                raise GeneratorError(
-                    f"generator {self.name!r}: unknown image id {image_id!r}", generator=self.name
-                )
-            png = self._render(info)
-        write_image_atomically(output_path, png)
-        return True
+            running = self._running.get(ref.id)
+            if running is None or running.finished or running.canceled:
+                return False
+            running.canceled = True
+            return True
 
-    def _render(self, info: ImageInfo) -> bytes:
+    def _render(self, request: ImageRequest, ref: JobRef) -> bytes:
         image = render_placeholder(
             PlaceholderRequest(
-                prompt=info.prompt,
-                negative_prompt=info.negative_prompt,
-                width=info.width,
-                height=info.height,
-                seed=info.seed,
-                style=str(info.extra.get("placeholder_style", "simple")),
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt,
+                width=request.width,
+                height=request.height,
+                seed=request.seed,
+                style=str(ref.data.get("placeholder_style", "simple")),
                 generator=self.name,
-                image_id=info.image_id,
+                image_id=ref.id,
                 label=str(self.config["label"]),
             )
         )
@@ -179,19 +210,20 @@ class MockGenerator(BaseImageGenerator):
         image.save(buffer, "PNG", compress_level=1)
         return buffer.getvalue()
 
-    def _wait(self, on_progress: Any) -> None:
-        delay = float(self.config["delay"])
-        if delay <= 0:
-            return
-        steps = 10
-        for step in range(1, steps + 1):
-            time.sleep(delay / steps)
-            self.report(on_progress, Progress("step", step=step, total=steps, generator=self.name))
-
-    def _fail(self) -> None:
+    def _failure(self) -> GeneratorError:
         kind = self.config["failure"]
         rate = self.config["fail_rate"]
         message = f"generator {self.name!r}: simulated {kind} failure (fail_rate={rate})"
         if kind == "limit":
-            raise GeneratorLimitError(message, self.config["retry_after"], generator=self.name)
-        raise FAILURES[kind](message, generator=self.name)
+            return GeneratorLimitError(message, self.config["retry_after"], generator=self.name)
+        return FAILURES[kind](message, generator=self.name)
+
+
+@dataclass
+class _Running:
+    """A mock job's life: when it started, how it will end, and whether it was canceled."""
+
+    started: float
+    failure: GeneratorError | None
+    finished: bool = False
+    canceled: bool = False

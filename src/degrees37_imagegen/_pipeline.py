@@ -1,0 +1,249 @@
+"""The core's side of making an image: step calls, saving, re-attaching, and the adapter for
+generators written for the original ``generate_image``/``download_image`` contract.
+
+:class:`~degrees37_imagegen.BaseImageGenerator` and :class:`~degrees37_imagegen.ImageJob`
+delegate here, so that the pipeline lives in one place and the base class stays a contract.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import (
+    RETRYABLE_ERRORS,
+    GeneratorError,
+    IncompleteImageError,
+    InvalidRequestError,
+    PluginError,
+)
+from .files import add_png_text, atomic_path, output_format, verify_image, write_image
+from .job import ImageJob, JobRef, JobUpdate, check_job_data
+from .progress import Progress, ProgressCallback, guard_progress
+from .request import ImageRequest
+from .retry import retry_with_backoff
+
+if TYPE_CHECKING:
+    from .base import BaseImageGenerator, ImageInfo
+
+T = TypeVar("T")
+
+#: What a download is retried on: the usual transient errors and a truncated image.
+_FETCH_RETRYABLE = (*RETRYABLE_ERRORS, IncompleteImageError)
+
+
+def is_legacy(cls: type[BaseImageGenerator]) -> bool:
+    """Whether ``cls`` implements the original contract instead of the job steps.
+
+    Raises :class:`TypeError` for a class that implements neither.
+    """
+    from .base import BaseImageGenerator
+
+    has_steps = cls.start_job is not BaseImageGenerator.start_job
+    has_legacy = cls.generate_image is not BaseImageGenerator.generate_image
+    if has_steps:
+        missing = [
+            step
+            for step in ("poll_job", "fetch_image")
+            if getattr(cls, step) is getattr(BaseImageGenerator, step)
+        ]
+        if missing:
+            raise TypeError(f"{cls.__name__} implements start_job but not {', '.join(missing)}")
+        return False
+    if has_legacy:
+        if cls.download_image is BaseImageGenerator.download_image:
+            raise TypeError(f"{cls.__name__} implements generate_image but not download_image")
+        return True
+    raise TypeError(
+        f"{cls.__name__} implements neither the job steps (start_job, poll_job, fetch_image) "
+        "nor generate_image and download_image"
+    )
+
+
+def call_step(gen: BaseImageGenerator, func: Callable[..., T], *args: Any) -> T:
+    """Call a plugin step: name the generator on its errors, wrap foreign exceptions."""
+    try:
+        return func(*args)
+    except GeneratorError as exc:
+        gen._own(exc)
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"generator {gen.name!r} ({plugin_label(type(gen))}) failed: "
+            f"{type(exc).__name__}: {exc}",
+            generator=gen.name,
+        ) from exc
+
+
+@functools.lru_cache(maxsize=64)
+def plugin_label(cls: type) -> str:
+    """``distribution version`` of the package a generator class comes from, or its module."""
+    from importlib import metadata
+
+    top = cls.__module__.split(".")[0]
+    try:
+        dists = metadata.packages_distributions().get(top) or []
+        if dists:
+            return f"{dists[0]} {metadata.version(dists[0])}"
+    except Exception:  # noqa: S110 (a label for a message; the module name will do)
+        pass
+    return cls.__module__
+
+
+def retrying(gen: BaseImageGenerator, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``func`` with the generator's retry policy (see ``BaseImageGenerator.retrying``)."""
+    return _retry(gen, RETRYABLE_ERRORS)(func)(*args, **kwargs)
+
+
+def _retry(
+    gen: BaseImageGenerator, retry_on: tuple[type[BaseException], ...]
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    return retry_with_backoff(
+        max_retries=gen.max_retries,
+        base_delay=gen.retry_base_delay,
+        max_delay=30.0,
+        retry_on=retry_on,
+        sleep=gen.clock.sleep,
+    )
+
+
+def info_for(gen: BaseImageGenerator, job: ImageJob, update: JobUpdate) -> ImageInfo:
+    """The :class:`ImageInfo` of a finished job, from its request and the plugin's update."""
+    from .base import ImageInfo
+
+    request = job.request
+    generated = update.generated_size
+    return ImageInfo(
+        image_id=job.id,
+        generator=gen.name,
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        width=request.width,
+        height=request.height,
+        seed=request.seed if update.seed_used else None,
+        model=update.model,
+        generated_width=generated[0] if generated else None,
+        generated_height=generated[1] if generated else None,
+        extra=dict(update.extra),
+        server=gen.server,
+    )
+
+
+def save(gen: BaseImageGenerator, job: ImageJob, final: Path, *, metadata: bool) -> None:
+    """Write ``job``'s image to ``final`` once: streamed, verified, moved into place.
+
+    A download that fails on the way (connection, timeout, truncated bytes) is fetched
+    again; the image is never generated again.
+    """
+    fmt = output_format(final)
+    text = job.info.as_metadata() if metadata and job.info is not None else None
+    if not job.attachable:  # a generator of the original contract writes the file itself
+        _save_legacy(gen, job, final, fmt, text)
+        return
+
+    def attempt() -> None:
+        data = gen._fetch(job)
+        try:
+            write_image(final, data, text=text, fmt=fmt)
+        finally:
+            close = getattr(data, "close", None)
+            if close is not None:
+                close()
+
+    _retry(gen, _FETCH_RETRYABLE)(attempt)()
+
+
+def _save_legacy(
+    gen: BaseImageGenerator,
+    job: ImageJob,
+    final: Path,
+    fmt: str,
+    text: Mapping[str, str] | None,
+) -> None:
+    with atomic_path(final) as tmp:
+        if not call_step(gen, type(gen).download_image, gen, job.id, tmp):
+            raise GeneratorError(
+                f"generator {gen.name!r} could not download image {job.id}", generator=gen.name
+            )
+        found, _ = verify_image(tmp)
+        if found == "PNG" and fmt == "PNG" and text:
+            tmp.write_bytes(add_png_text(tmp.read_bytes(), text))
+        elif found != fmt:
+            write_image(tmp, tmp.read_bytes(), text=text, fmt=fmt)
+
+
+def submit_legacy(
+    gen: BaseImageGenerator,
+    prompt: str,
+    negative_prompt: str,
+    width: int,
+    height: int,
+    seed: int,
+    on_progress: ProgressCallback | None,
+    options: dict[str, Any],
+) -> ImageJob:
+    """Run a generator of the original contract and wrap its image in a finished job."""
+    if on_progress is not None:
+        options = {**options, "on_progress": guard_progress(on_progress)}
+    image_id = call_step(
+        gen, type(gen).generate_image, gen, prompt, negative_prompt, width, height, seed, **options
+    )
+    if not image_id:
+        raise GeneratorError(f"generator {gen.name!r} returned no image", generator=gen.name)
+    info = gen.image_info(image_id)
+    request = ImageRequest(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        width=info.width if info else width,
+        height=info.height if info else height,
+        seed=info.seed if info and info.seed is not None else seed,
+        options={k: v for k, v in options.items() if k != "on_progress"},
+    )
+    job = ImageJob(
+        gen,
+        request,
+        JobRef(str(image_id)),
+        status="done",
+        on_progress=on_progress,
+        cancelable=False,
+        attachable=False,
+    )
+    job._info = info or info_for(gen, job, JobUpdate("done"))
+    job.on_progress(Progress("submitted", f"image {image_id}", generator=gen.name))
+    gen._remember(job)
+    return job
+
+
+def attach(
+    gen: BaseImageGenerator, data: Mapping[str, Any], on_progress: ProgressCallback | None
+) -> ImageJob:
+    """Re-attach ``gen`` to the job that ``data`` (from ``ImageJob.to_dict``) describes."""
+    check_job_data(data)
+    cls = type(gen)
+    own_class = f"{cls.__module__}:{cls.__qualname__}"
+    if data["class"] != own_class:
+        raise InvalidRequestError(
+            f"saved job {data['id']} was made by {data['class']}, not {own_class} "
+            f"(generator {gen.name!r})",
+            generator=gen.name,
+        )
+    if data.get("server") != gen.server:
+        raise InvalidRequestError(
+            f"saved job {data['id']} runs on {data.get('server')}, but generator "
+            f"{gen.name!r} addresses {gen.server}",
+            generator=gen.name,
+        )
+    if gen._legacy:
+        raise GeneratorError(
+            f"generator {gen.name!r} cannot re-attach jobs: {cls.__name__} implements only "
+            "generate_image and download_image",
+            generator=gen.name,
+        )
+    request = ImageRequest.from_dict(data["request"])
+    ref = JobRef(str(data["id"]), dict(data.get("ref") or {}))
+    job = ImageJob(gen, request, ref, on_progress=on_progress)
+    job.refresh()
+    gen._remember(job)
+    return job
