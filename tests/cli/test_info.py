@@ -4,9 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from degrees37_imagegen.cli import app
+from degrees37_imagegen.cli._options import ParamOption, PromptArgument, ReadableCommand
 
 runner = CliRunner()
 
@@ -102,3 +104,36 @@ def test_help_lists_commands_and_exit_codes() -> None:
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.stdout.startswith("imagegen 0.1.0")
+
+
+def test_help_shows_metavars_a_person_reads() -> None:
+    generate = runner.invoke(app, ["generate", "--help"], env={"COLUMNS": "120"})
+    assert generate.exit_code == 0
+    text = generate.stdout
+    assert "Usage: imagegen generate [OPTIONS] PROMPT" in text
+    assert "-W, --width N " in text
+    assert "-c, --config PATH" in text
+    for typed in ("<bool>", "<str>", "<int>", "<path>"):
+        assert typed not in text
+    assert "{" not in text.splitlines()[0]
+    batch = runner.invoke(app, ["batch", "--help"], env={"COLUMNS": "120"}).stdout
+    assert "Usage: imagegen batch [OPTIONS] JOBS" in batch
+    assert "  --force  " in batch  # a flag: no metavar after it
+    root = runner.invoke(app, ["--help"], env={"COLUMNS": "120"}).stdout
+    assert "<bool>" not in root
+
+
+def test_shared_param_option_reads_key_value() -> None:
+    demo = typer.Typer(rich_markup_mode=None)
+
+    @demo.command(cls=ReadableCommand)
+    def make(prompt: PromptArgument, param: ParamOption = None) -> None:
+        """Demo."""
+
+    @demo.command(cls=ReadableCommand)
+    def other() -> None:
+        """A second command, so that 'make' is a subcommand."""
+
+    text = runner.invoke(demo, ["make", "--help"], env={"COLUMNS": "120"}).stdout
+    assert "-p, --param KEY=VALUE" in text
+    assert "[OPTIONS] PROMPT" in text

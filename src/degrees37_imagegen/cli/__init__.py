@@ -12,6 +12,7 @@ import typer
 
 from .. import __version__
 from . import _errors
+from ._options import ReadableCommand
 from .batch import batch
 from .generate import generate
 from .info import check, config_command, plugins
@@ -24,6 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: no "<bool>" after flags, no boxes; it reads the same when piped.
+    rich_markup_mode=None,
 )
 
 
@@ -53,11 +56,11 @@ def _root(
     _errors.setup(debug)
 
 
-app.command()(generate)
-app.command()(batch)
-app.command()(plugins)
-app.command("config")(config_command)
-app.command()(check)
+app.command(cls=ReadableCommand)(generate)
+app.command(cls=ReadableCommand)(batch)
+app.command(cls=ReadableCommand)(plugins)
+app.command("config", cls=ReadableCommand)(config_command)
+app.command(cls=ReadableCommand)(check)
 
 
 def main() -> None:

@@ -20,13 +20,26 @@ from ..errors import (
     OutputError,
 )
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "State", "cli_errors", "echo_err", "state"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "State",
+    "cli_errors",
+    "echo_err",
+    "state",
+]
 
 EXIT_OK = 0
 #: Generation failed (server error, timeout...).
 EXIT_FAILED = 1
 #: Usage or configuration error (unknown generator, invalid size, bad config file...).
 EXIT_USAGE = 2
+#: Interrupted (Ctrl-C), as shells report SIGINT.
+EXIT_INTERRUPTED = 130
+#: Interrupted (Ctrl-C).
+EXIT_INTERRUPTED = 130
 
 #: Errors that are the user's to fix: exit 2, not 1.
 USAGE_ERRORS: tuple[type[BaseException], ...] = (
@@ -119,4 +132,4 @@ def cli_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_FAILED) from None
     except KeyboardInterrupt:
         echo_err("interrupted")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
