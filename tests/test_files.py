@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -11,9 +13,11 @@ from degrees37_imagegen import (
     OutputError,
     add_png_text,
     atomic_path,
+    output_format,
     read_png_text,
     slugify,
     verify_image,
+    write_image,
     write_image_atomically,
 )
 
@@ -53,9 +57,38 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:
 
 def test_truncated_image_is_never_written(tmp_path: Path) -> None:
     data = png_bytes((300, 300))
-    with pytest.raises(GeneratorError, match="not a whole image"):
+    with pytest.raises(GeneratorError, match=r"t\.png: the image received is not whole") as info:
         write_image_atomically(tmp_path / "t.png", data[: len(data) // 2])
+    assert ".part" not in str(info.value)  # the output file is named, never the temporary one
     assert list(tmp_path.iterdir()) == []
+
+
+def test_images_are_written_with_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        write_image(tmp_path / "a.png", png_bytes((4, 4)))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.png").stat().st_mode) == 0o644
+
+
+def test_metadata_is_added_while_streaming(tmp_path: Path) -> None:
+    data = png_bytes((64, 64))
+    chunks = [data[i : i + 5] for i in range(0, len(data), 5)]  # pieces shorter than IEND
+    write_image(tmp_path / "a.png", iter(chunks), text={"prompt": "a fox"})
+    assert read_png_text(tmp_path / "a.png")["imagegen:prompt"] == "a fox"
+    assert verify_image(tmp_path / "a.png") == ("PNG", (64, 64))
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("a.jpg", "JPEG"), ("a.webp", "WEBP")])
+def test_the_extension_names_the_format(tmp_path: Path, name: str, fmt: str) -> None:
+    write_image(tmp_path / name, png_bytes((8, 8)), text={"prompt": "a fox"}, fmt=fmt)
+    assert verify_image(tmp_path / name)[0] == fmt
+
+
+def test_an_unknown_extension_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match=r"a\.gif: '\.gif' is not an image format"):
+        output_format(tmp_path / "a.gif")
 
 
 def test_not_an_image(tmp_path: Path) -> None:

@@ -41,6 +41,8 @@ def is_legacy(cls: type[BaseImageGenerator]) -> bool:
     """
     from .base import BaseImageGenerator
 
+    if cls.submit is not BaseImageGenerator.submit:
+        return False  # it hands jobs to other generators (a pool)
     has_steps = cls.start_job is not BaseImageGenerator.start_job
     has_legacy = cls.generate_image is not BaseImageGenerator.generate_image
     if has_steps:
@@ -62,10 +64,10 @@ def is_legacy(cls: type[BaseImageGenerator]) -> bool:
     )
 
 
-def call_step(gen: BaseImageGenerator, func: Callable[..., T], *args: Any) -> T:
+def call_step(gen: BaseImageGenerator, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call a plugin step: name the generator on its errors, wrap foreign exceptions."""
     try:
-        return func(*args)
+        return func(*args, **kwargs)
     except GeneratorError as exc:
         gen._own(exc)
         raise

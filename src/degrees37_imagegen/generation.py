@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .base import BaseImageGenerator, ImageInfo
-from .errors import GeneratorError
-from .files import add_png_text, atomic_path, verify_image
-from .progress import Progress, ProgressCallback
+from .errors import GeneratorTimeoutError
+from .files import output_format
+from .job import ImageJob
+from .progress import ProgressCallback
 
 __all__ = ["GenerationResult", "generate_to_file"]
 
@@ -19,8 +21,8 @@ __all__ = ["GenerationResult", "generate_to_file"]
 class GenerationResult:
     """What :func:`generate_to_file` made: where, from which request, and how long it took.
 
-    ``timings`` holds seconds for ``generate`` (request to image id), ``download`` (image id
-    to file in place) and ``total``.
+    ``timings`` holds seconds for ``generate`` (request to image done), ``download`` (image
+    done to file in place) and ``total``; ``job`` is the job's handle.
     """
 
     path: Path
@@ -28,6 +30,7 @@ class GenerationResult:
     info: ImageInfo
     size: tuple[int, int]
     timings: dict[str, float] = field(default_factory=dict)
+    job: ImageJob | None = None
 
 
 def generate_to_file(
@@ -41,54 +44,47 @@ def generate_to_file(
     *,
     on_progress: ProgressCallback | None = None,
     metadata: bool = True,
+    timeout: float | None = None,
+    on_submit: Callable[[ImageJob], None] | None = None,
     **kwargs: Any,
 ) -> GenerationResult:
     """Generate one image and write it to ``output_path``, whole or not at all.
 
-    The request (prompt, negative prompt, seed really used, size, generator, model) is added
-    to a PNG's text metadata under ``imagegen:`` keys, next to whatever the server wrote.
+    ``submit``, ``wait`` and ``save`` of an :class:`ImageJob` in one call. The request
+    (prompt, negative prompt, seed really used, size, generator, model) is added to a PNG's
+    text metadata under ``imagegen:`` keys, next to whatever the server wrote; ``.jpg`` and
+    ``.webp`` paths get that format. ``on_submit`` receives the job as soon as the server
+    has accepted it (to cancel it on Ctrl-C, or to save it to a journal). ``timeout``
+    (seconds, default the generator's own) bounds the wait; past it the job is canceled.
     """
-    final = Path(output_path)
+    output_format(output_path)  # refuse a path of an unknown format before any work
     t0 = time.perf_counter()
-    if on_progress is not None:
-        kwargs["on_progress"] = on_progress
-    image_id = generator.generate_image(
-        prompt, negative_prompt=negative_prompt, width=width, height=height, seed=seed, **kwargs
-    )
-    if not image_id:
-        raise GeneratorError(
-            f"generator {generator.name!r} returned no image", generator=generator.name
-        )
-    t1 = time.perf_counter()
-    BaseImageGenerator.report(
-        on_progress, Progress("downloading", image_id, generator=generator.name)
-    )
-    info = generator.image_info(image_id) or ImageInfo(
-        image_id=image_id,
-        generator=generator.name,
-        prompt=prompt,
+    job = generator.submit(
+        prompt,
         negative_prompt=negative_prompt,
         width=width,
         height=height,
         seed=seed,
+        on_progress=on_progress,
+        **kwargs,
     )
-    with atomic_path(final) as tmp:
-        if not generator.download_image(image_id, tmp):
-            raise GeneratorError(
-                f"generator {generator.name!r} could not download image {image_id}",
-                generator=generator.name,
-            )
-        fmt, size = verify_image(tmp)
-        if metadata and fmt == "PNG":
-            tmp.write_bytes(add_png_text(tmp.read_bytes(), info.as_metadata()))
+    if on_submit is not None:
+        on_submit(job)
+    try:
+        job.wait(timeout=timeout if timeout is not None else generator.job_timeout())
+    except GeneratorTimeoutError:
+        job.cancel()
+        raise
+    t1 = time.perf_counter()
+    path = job.save(output_path, metadata=metadata)
     t2 = time.perf_counter()
-    BaseImageGenerator.report(
-        on_progress, Progress("done", f"saved {final}", generator=generator.name)
-    )
+    info = job.info
+    assert info is not None  # a done job has its info
     return GenerationResult(
-        path=final,
-        image_id=image_id,
+        path=path,
+        image_id=job.id,
         info=info,
-        size=size,
+        size=(info.width, info.height),
         timings={"generate": t1 - t0, "download": t2 - t1, "total": t2 - t0},
+        job=job,
     )

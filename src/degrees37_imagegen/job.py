@@ -13,7 +13,7 @@ The core owns this pipeline; a plugin supplies only the steps that differ per ba
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -124,6 +124,7 @@ class ImageJob:
         self._info: ImageInfo | None = None
         self._lock = threading.RLock()
         self._polls = 0
+        self._done_callbacks: list[Callable[[ImageJob], None]] = []
 
     # -- what the handle tells ---------------------------------------------------------
 
@@ -156,6 +157,20 @@ class ImageJob:
     def server(self) -> str | None:
         """The server the job runs on, when the generator addresses one."""
         return self.generator.server
+
+    def add_done_callback(self, callback: Callable[[ImageJob], None]) -> None:
+        """Call ``callback(job)`` once, when the job finishes (at once if it has)."""
+        with self._lock:
+            if not self.done:
+                self._done_callbacks.append(callback)
+                return
+        callback(self)
+
+    def _finished(self) -> None:
+        with self._lock:
+            callbacks, self._done_callbacks = self._done_callbacks, []
+        for callback in callbacks:
+            callback(self)
 
     # -- following the job --------------------------------------------------------------
 
@@ -220,6 +235,8 @@ class ImageJob:
                     f"job {self.id} on {self.generator.name!r} was canceled",
                     generator=self.generator.name,
                 )
+        if self.done:
+            self._finished()
         if update.progress is not None:
             self.on_progress(update.progress)
         elif update.status != before and update.status in ("queued", "running"):
@@ -281,6 +298,7 @@ class ImageJob:
                         generator=self.generator.name,
                         work="ran",
                     )
+            self._finished()
         return acted
 
     # -- saving and re-attaching ------------------------------------------------------------

@@ -65,8 +65,9 @@ def guard_progress(callback: ProgressCallback | None) -> ProgressCallback:
         except Exception:
             if not failed.is_set():
                 failed.set()
-                log.warning("progress callback %r failed; ignoring it from now on", callback,
-                            exc_info=True)
+                log.warning(
+                    "progress callback %r failed; ignoring it from now on", callback, exc_info=True
+                )
 
     return report
 

@@ -218,7 +218,10 @@ def test_help_lists_the_options() -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_finishes_running_jobs_and_a_rerun_makes_the_rest(in_tmp: Path) -> None:
+@pytest.mark.parametrize("keep_queued", [False, True])
+def test_ctrl_c_cancels_our_jobs_and_a_rerun_makes_the_rest(
+    in_tmp: Path, keep_queued: bool
+) -> None:
     (in_tmp / "generators.yaml").write_text(
         "generators:\n  slow:\n    class: mock\n    delay: 0.3\n", encoding="utf-8"
     )
@@ -235,6 +238,7 @@ def test_ctrl_c_finishes_running_jobs_and_a_rerun_makes_the_rest(in_tmp: Path) -
         "slow",
         "-j",
         "1",
+        *(["--keep-queued"] if keep_queued else []),
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
@@ -247,7 +251,10 @@ def test_ctrl_c_finishes_running_jobs_and_a_rerun_makes_the_rest(in_tmp: Path) -
     proc.send_signal(signal.SIGINT)
     err = proc.stderr.read()
     assert proc.wait(timeout=30) == 130, err
-    assert "interrupted: no new job starts" in err
+    if keep_queued:
+        assert "interrupted: no new job starts; waiting for 1 job(s) on the servers" in err
+    else:  # the running job is canceled on its server, not waited for
+        assert "interrupted: canceled 1 job(s) of ours on the servers" in err
     assert "run the same command again to make the rest" in err
     made = pngs(in_tmp / "book")
     assert 1 <= len(made) < 12

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from degrees37_imagegen import read_png_text
+from degrees37_imagegen import SYSTEM_CLOCK, ImageJob, read_png_text, verify_image
 from degrees37_imagegen.cli import app
+from degrees37_imagegen_mock import MockGenerator
 
 runner = CliRunner()
 
@@ -157,12 +159,59 @@ def test_parse_params_types() -> None:
     }
 
 
-@pytest.mark.parametrize("output", ["folder", "file/a.png"])
+@pytest.mark.parametrize("output", ["file/a.png", "picture.gif"])
 def test_unwritable_output_is_one_line_and_exit_2(in_tmp: Path, output: str) -> None:
-    Path("folder").mkdir()
     Path("file").write_text("x")
     code, out, err = invoke("generate", "x", "-W", "32", "-H", "32", "-o", output)
     assert code == 2
     assert err.startswith(f"error: cannot write {output}: ")
     assert err.count("\n") == 1
     assert "Traceback" not in out + err
+
+
+def test_output_folder_gets_a_named_image_inside(in_tmp: Path) -> None:
+    Path("folder").mkdir()
+    code, out, _ = invoke("generate", "a red fox", "-W", "32", "-H", "32", "-o", "folder")
+    assert code == 0
+    assert out.strip() == str(Path("folder") / "a-red-fox.png")
+    assert verify_image(Path("folder") / "a-red-fox.png") == ("PNG", (32, 32))
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("fox.jpg", "JPEG"), ("fox.webp", "WEBP")])
+def test_the_extension_names_the_format(in_tmp: Path, name: str, fmt: str) -> None:
+    code, _, _ = invoke("generate", "a red fox", "-W", "32", "-H", "32", "-o", name)
+    assert code == 0
+    assert verify_image(name)[0] == fmt
+
+
+@pytest.mark.parametrize("keep_queued", [False, True])
+def test_ctrl_c_cancels_the_job_on_the_server(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, keep_queued: bool
+) -> None:
+    (in_tmp / "generators.yaml").write_text(
+        "generators:\n  slow:\n    class: mock\n    delay: 30\n", encoding="utf-8"
+    )
+    jobs: list[ImageJob] = []
+    real_submit = MockGenerator.submit
+
+    def submit(self: MockGenerator, *args: Any, **kwargs: Any) -> ImageJob:
+        jobs.append(real_submit(self, *args, **kwargs))
+        return jobs[-1]
+
+    def interrupt(seconds: float) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the job waits on the (mock) server
+
+    monkeypatch.setattr(MockGenerator, "submit", submit)
+    monkeypatch.setattr(SYSTEM_CLOCK, "sleep", interrupt)
+    extra = ["--keep-queued"] if keep_queued else []
+    code, _, err = invoke("generate", "x", "-c", "generators.yaml", "-g", "slow", *extra)
+    assert code == 130
+    assert "Traceback" not in err
+    (job,) = jobs
+    if keep_queued:
+        assert f"left job {job.id} on slow (--keep-queued)" in err
+        assert not job.done  # left on the server
+    else:
+        assert f"canceled job {job.id} on slow" in err
+        assert job.status == "canceled"
+    assert list(in_tmp.glob("*.png")) == []

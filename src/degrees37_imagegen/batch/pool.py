@@ -17,15 +17,16 @@ failed for any other reason, is never asked of a second server.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..base import BaseImageGenerator, ImageInfo
 from ..errors import ConfigError, GeneratorConnectionError, GeneratorError
+from ..job import ImageJob
+from ..progress import ProgressCallback
 from ..redaction import redact, redact_url
 
 __all__ = ["GeneratorPool", "PoolMember"]
@@ -52,17 +53,17 @@ class PoolMember:
 class GeneratorPool(BaseImageGenerator):
     """Several generators of one class, one per server, used as one generator.
 
-    :meth:`generate_image` goes to the live member with the fewest images in flight (then
-    the fewest given so far). On a connection error that member is taken out of rotation and
-    the same request goes to another; when none is left, :class:`GeneratorConnectionError`
-    names every server and its last error. Image ids are ``"<member number>:<member's id>"``,
-    so that ids from different servers never clash.
+    :meth:`submit` goes to the live member with the fewest jobs in flight (then the fewest
+    given so far). When a member cannot be reached (the request was never sent), it is taken
+    out of rotation and the same request goes to another; when none is left,
+    :class:`GeneratorConnectionError` names every server and its last error. Jobs are the
+    members' own: ``job.generator`` is the member, ``job.server`` its server.
     """
 
     def __init__(self, members: Sequence[BaseImageGenerator], *, name: str = "pool") -> None:
         if not members:
             raise ConfigError("a pool needs at least one server", key="servers")
-        super().__init__(None, name=name)
+        super().__init__(None, name=name, clock=members[0].clock if members else None)
         self._lock = threading.Lock()
         self.members: list[PoolMember] = []
         for number, generator in enumerate(members, 1):
@@ -134,6 +135,9 @@ class GeneratorPool(BaseImageGenerator):
             member.assigned += 1
             return member
 
+    def _release_for(self, member: PoolMember, job: ImageJob) -> None:
+        self._release(member)
+
     def _release(self, member: PoolMember) -> None:
         with self._lock:
             member.in_flight -= 1
@@ -148,20 +152,14 @@ class GeneratorPool(BaseImageGenerator):
         reasons = "; ".join(f"{m.label}: {m.error or 'out of rotation'}" for m in self.members)
         return f"pool {self.name!r}: no server left in rotation ({reasons})"
 
-    def member_of(self, image_id: str) -> PoolMember:
-        """The member that made pool image ``image_id``."""
-        number, sep, _ = image_id.partition(":")
-        if not sep or not number.isdigit() or not 1 <= int(number) <= len(self.members):
-            raise GeneratorError(
-                f"pool {self.name!r}: {image_id!r} is not an image id of this pool",
-                generator=self.name,
-            )
-        return self.members[int(number) - 1]
-
-    @staticmethod
-    def member_image_id(image_id: str) -> str:
-        """The id the member's own server gave pool image ``image_id``."""
-        return image_id.partition(":")[2]
+    def member_for(self, job: ImageJob) -> PoolMember:
+        """The member that runs ``job``."""
+        for member in self.members:
+            if member.generator is job.generator:
+                return member
+        raise GeneratorError(
+            f"pool {self.name!r}: job {job.id} is not one of this pool's", generator=self.name
+        )
 
     # -- BaseImageGenerator ---------------------------------------------------------------
 
@@ -190,51 +188,71 @@ class GeneratorPool(BaseImageGenerator):
         """What the members (all of one class and settings) make of ``width`` x ``height``."""
         return self.members[0].generator.validate_dimensions(width, height)
 
-    def generate_image(
+    def submit(
         self,
         prompt: str,
         negative_prompt: str = "",
         width: int = 1080,
         height: int = 1920,
         seed: int = -1,
-        **kwargs: Any,
-    ) -> str | None:
-        """Make the image on the least busy live server; move it on a connection error."""
+        *,
+        on_progress: ProgressCallback | None = None,
+        **options: Any,
+    ) -> ImageJob:
+        """Submit to the least busy live server; move on when one cannot be reached.
+
+        The job returned is the member's own (its ``generator`` is the member). The member
+        counts it as in flight until the job finishes.
+        """
         while True:
             member = self._acquire()
             try:
-                inner = member.generator.generate_image(
+                job = member.generator.submit(
                     prompt,
                     negative_prompt=negative_prompt,
                     width=width,
                     height=height,
                     seed=seed,
-                    **kwargs,
+                    on_progress=on_progress,
+                    **options,
                 )
             except GeneratorConnectionError as exc:
+                self._release(member)
+                if exc.work not in (None, "not_sent"):
+                    raise
                 self.mark_dead(member, exc)
                 continue
-            finally:
+            except BaseException:
                 self._release(member)
-            return None if inner is None else f"{member.number}:{inner}"
+                raise
+            job.add_done_callback(functools.partial(self._release_for, member))
+            self._remember(job)
+            return job
 
-    def download_image(self, image_id: str, output_path: str | Path) -> bool:
-        """Download from the server that made the image (a connection error takes it out)."""
-        member = self.member_of(image_id)
-        try:
-            return member.generator.download_image(self.member_image_id(image_id), output_path)
-        except GeneratorConnectionError as exc:
-            self.mark_dead(member, exc)
-            raise
+    def attach(
+        self, data: Mapping[str, Any], *, on_progress: ProgressCallback | None = None
+    ) -> ImageJob:
+        """Re-attach to a saved job through the member that addresses its server."""
+        server = data.get("server") if isinstance(data, Mapping) else None
+        for member in self.members:
+            if member.generator.server == server:
+                job = member.generator.attach(data, on_progress=on_progress)
+                self._remember(job)
+                return job
+        raise GeneratorError(
+            f"pool {self.name!r} has no server {server!r} for saved job {data.get('id')!r}",
+            generator=self.name,
+        )
+
+    def job_timeout(self) -> float | None:
+        """The members' own wait limit."""
+        return self.members[0].generator.job_timeout()
 
     def image_info(self, image_id: str) -> ImageInfo | None:
-        """What the member that made ``image_id`` recorded about it (with the pool's id)."""
-        try:
-            member = self.member_of(image_id)
-        except GeneratorError:
-            return None
-        info = member.generator.image_info(self.member_image_id(image_id))
-        return None if info is None else dataclasses.replace(info, image_id=image_id)
+        """What the member that made ``image_id`` recorded about it."""
+        with self._images_lock:
+            job = self._jobs.get(image_id)
+        return job.info if job is not None else None
 
     def safe_config(self) -> dict[str, Any]:
         """The shared settings and the servers, secrets hidden."""

@@ -22,8 +22,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..base import BaseImageGenerator
-from ..errors import GeneratorConnectionError, GeneratorError, GeneratorNotFoundError
+from ..errors import (
+    GeneratorConnectionError,
+    GeneratorError,
+    GeneratorNotFoundError,
+    JobCanceledError,
+)
 from ..generation import generate_to_file
+from ..job import ImageJob
 from ..progress import Progress
 from .jobs import Job, JobProblem
 from .manifest import ManifestWriter, manifest_name, read_manifest
@@ -46,7 +52,7 @@ log = logging.getLogger(__name__)
 #: Jobs in flight per server: one running, one waiting in the server's queue.
 DEFAULT_CONCURRENCY = 2
 
-JobStatus = Literal["done", "skipped", "failed"]
+JobStatus = Literal["done", "skipped", "failed", "canceled"]
 
 
 def _now() -> str:
@@ -57,8 +63,9 @@ def _now() -> str:
 class JobResult:
     """How one job ended.
 
-    ``status`` is ``done`` (made now), ``skipped`` (its file was already there, whole) or
-    ``failed`` (``error`` says why). ``seed`` is the seed really used; ``server`` the pool
+    ``status`` is ``done`` (made now), ``skipped`` (its file was already there, whole),
+    ``failed`` (``error`` says why) or ``canceled`` (by :meth:`BatchRunner.cancel`).
+    ``seed`` is the seed really used; ``server`` the pool
     server that made it; ``image_id`` the server's own id for the image. ``timings`` holds
     seconds: ``queued`` (waiting in the server's queue, when the generator reports it),
     ``generate`` (request to image done), ``download`` (image done to file in place) and
@@ -82,7 +89,7 @@ class JobResult:
     @property
     def ok(self) -> bool:
         """Whether the job's image is in place (made now or already there)."""
-        return self.status != "failed"
+        return self.status in ("done", "skipped")
 
     def record(self) -> dict[str, Any]:
         """The job's manifest record (JSON-ready)."""
@@ -216,10 +223,12 @@ class BatchRunner:
         self.manifest_path = self.out_dir / manifest_name(shard) if manifest else None
         self._manifest = ManifestWriter(self.manifest_path) if self.manifest_path else None
         self._stop = threading.Event()
+        self._canceling = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._counts = BatchCounts()
         self._failures: list[JobResult] = []
+        self._in_flight: dict[int, tuple[Job, ImageJob, Progress | None]] = {}
         self._started = time.perf_counter()
         self._ended: float | None = None
 
@@ -276,6 +285,7 @@ class BatchRunner:
         for job in jobs:
             self.generator_for(job)  # unknown generator names fail before anything runs
         self._stop.clear()
+        self._canceling.clear()
         self._started = time.perf_counter()
         self._ended = None
         self._failures = []
@@ -359,7 +369,17 @@ class BatchRunner:
         def on_progress(progress: Progress) -> None:
             if progress.stage in {"running", "step"}:
                 marks.setdefault("running", time.perf_counter())
+            with self._lock:
+                flight = self._in_flight.get(job.index)
+                if flight is not None:
+                    self._in_flight[job.index] = (flight[0], flight[1], progress)
             self._emit("progress", job, progress=progress)
+
+        def on_submit(handle: ImageJob) -> None:
+            with self._lock:
+                self._in_flight[job.index] = (job, handle, None)
+            if self._canceling.is_set():
+                handle.cancel()
 
         attempts = 0
         # A pool moves a job whose server dropped while generating; a server that dropped
@@ -380,8 +400,11 @@ class BatchRunner:
                     height=job.height,
                     seed=job.seed,
                     on_progress=on_progress,
+                    on_submit=on_submit,
                     **job.extra,
                 )
+            except JobCanceledError as exc:
+                return self._failed(job, gen, exc, attempts, submitted, status="canceled")
             except GeneratorConnectionError as exc:
                 if (
                     isinstance(gen, GeneratorPool)
@@ -392,14 +415,16 @@ class BatchRunner:
                 return self._failed(job, gen, exc, attempts, submitted)
             except Exception as exc:  # a job's failure, whatever it is, must not stop the batch
                 return self._failed(job, gen, exc, attempts, submitted)
+            finally:
+                with self._lock:
+                    self._in_flight.pop(job.index, None)
             break
         timings = dict(made.timings)
         if "running" in marks:
             timings["queued"] = marks["running"] - submitted
         server, image_id = None, made.image_id
-        if isinstance(gen, GeneratorPool):
-            server = gen.member_of(made.image_id).label
-            image_id = gen.member_image_id(made.image_id)
+        if isinstance(gen, GeneratorPool) and made.job is not None:
+            server = gen.member_for(made.job).label
         return JobResult(
             job=job,
             status="done",
@@ -413,13 +438,20 @@ class BatchRunner:
         )
 
     def _failed(
-        self, job: Job, gen: BaseImageGenerator, exc: BaseException, attempts: int, since: float
+        self,
+        job: Job,
+        gen: BaseImageGenerator,
+        exc: BaseException,
+        attempts: int,
+        since: float,
+        *,
+        status: JobStatus = "failed",
     ) -> JobResult:
         if not isinstance(exc, GeneratorError):
             log.error("job %s failed with an unexpected error", job.index, exc_info=exc)
         return JobResult(
             job=job,
-            status="failed",
+            status=status,
             path=self.path_for(job),
             generator=gen.name,
             timings={"total": time.perf_counter() - since},
@@ -473,6 +505,8 @@ class BatchRunner:
                 self._counts = _bump(self._counts, done=1, running=running)
             elif result.status == "skipped":
                 self._counts = _bump(self._counts, skipped=1)
+            elif result.status == "canceled":
+                self._counts = _bump(self._counts, running=running)
             else:
                 self._counts = _bump(self._counts, failed=1, running=running)
                 self._failures.append(result)
@@ -504,6 +538,27 @@ class BatchRunner:
     def stop(self) -> None:
         """Start no new job; jobs already sent to a server carry on (see :meth:`wait`)."""
         self._stop.set()
+
+    def in_flight(self) -> list[tuple[Job, ImageJob, Progress | None]]:
+        """The jobs on servers now: each batch job, its handle and its last progress report."""
+        with self._lock:
+            return sorted(self._in_flight.values(), key=lambda item: item[0].index)
+
+    def cancel(self) -> int:
+        """Stop, and cancel every job of ours on the servers (queued or running).
+
+        Returns how many jobs the servers canceled. Their workers end them as ``canceled``;
+        call :meth:`wait` to let the workers finish.
+        """
+        self.stop()
+        self._canceling.set()
+        canceled = 0
+        for _job, handle, _progress in self.in_flight():
+            try:
+                canceled += handle.cancel()
+            except GeneratorError as exc:  # the server may be gone: say so, cancel the rest
+                log.warning("could not cancel job %s: %s", handle.id, exc)
+        return canceled
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for running jobs to finish; return whether they all did within ``timeout``."""

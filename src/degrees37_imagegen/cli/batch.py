@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
-from ._errors import EXIT_FAILED, EXIT_USAGE, cli_errors, echo_err
+from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, cli_errors, echo_err
 from ._options import ConfigOption
 
 if TYPE_CHECKING:
@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from ..registry import GeneratorRegistry
 
 __all__ = ["batch"]
-
-EXIT_INTERRUPTED = 130
 
 
 def _shard_option(value: Optional[str]) -> Optional[str]:
@@ -101,12 +99,22 @@ def batch(
         bool,
         typer.Option("--dry-run", help="Check the jobs and show what would be made; make nothing."),
     ] = False,
+    keep_queued: Annotated[
+        bool,
+        typer.Option(
+            "--keep-queued",
+            help="On Ctrl-C, let the jobs already on the servers finish instead of canceling them.",
+        ),
+    ] = False,
 ) -> None:
     """Make every image of a jobs file into a folder; run it again to finish what is left.
 
     Images already there (whole) are skipped; a failed job does not stop the others.
 
     Every job is recorded in the folder's manifest.jsonl.
+
+    Ctrl-C cancels our queued and running jobs on the servers (--keep-queued lets them
+    finish and saves their images), then exits.
 
     Exit codes: 0 all done, 1 some job failed, 2 bad input (nothing made), 130 interrupted.
     """
@@ -142,7 +150,7 @@ def batch(
         except OSError as exc:
             echo_err(f"error: cannot create the output folder {out_dir}: {exc.strerror or exc}")
             raise typer.Exit(EXIT_USAGE) from None
-        summary = _run(runner, selected, as_json)
+        summary = _run(runner, selected, as_json, keep_queued=keep_queued)
         if contact_sheet and summary.done + summary.skipped:
             _contact_sheet(runner, jobs, as_json)
         _finish(summary, runner, as_json)
@@ -320,7 +328,9 @@ def _display(total: int, as_json: bool) -> Iterator[Any]:
         yield show_rich
 
 
-def _run(runner: BatchRunner, jobs: Sequence[Job], as_json: bool) -> BatchSummary:
+def _run(
+    runner: BatchRunner, jobs: Sequence[Job], as_json: bool, *, keep_queued: bool = False
+) -> BatchSummary:
     if not as_json:
         echo_err(f"{len(jobs)} job(s) into {runner.out_dir}/ with {runner.generator.name}")
     try:
@@ -329,10 +339,17 @@ def _run(runner: BatchRunner, jobs: Sequence[Job], as_json: bool) -> BatchSummar
                 show(result)
     except KeyboardInterrupt:
         running = runner.counts.running
-        echo_err(
-            f"interrupted: no new job starts; waiting for {running} running job(s) "
-            "(Ctrl-C again to abandon them)"
-        )
+        if keep_queued:
+            echo_err(
+                f"interrupted: no new job starts; waiting for {running} job(s) on the servers "
+                "(--keep-queued; Ctrl-C again to abandon them)"
+            )
+        else:
+            canceled = runner.cancel()
+            echo_err(
+                f"interrupted: canceled {canceled} job(s) of ours on the servers; "
+                "no new job starts (Ctrl-C again to stop waiting)"
+            )
         try:
             runner.wait()
         except KeyboardInterrupt:

@@ -9,9 +9,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..errors import InvalidRequestError
+from ..errors import GeneratorError, InvalidRequestError
 from ..files import slugify
-from ._errors import cli_errors
+from ..job import ImageJob
+from ..redaction import redact_url
+from ._errors import EXIT_INTERRUPTED, cli_errors, echo_err
 from ._options import ConfigOption
 from ._progress import ProgressLine
 from ._registry import open_registry
@@ -41,14 +43,35 @@ def parse_params(params: list[str]) -> dict[str, Any]:
     return out
 
 
-def _default_output(prompt: str) -> Path:
+def _default_output(prompt: str, folder: Path | None = None) -> Path:
+    """A new file name made from the prompt, in ``folder`` (default: here)."""
     stem = slugify(prompt)
-    path = Path(f"{stem}.png")
+    where = folder if folder is not None else Path()
+    path = where / f"{stem}.png"
     n = 2
     while path.exists():
-        path = Path(f"{stem}-{n}.png")
+        path = where / f"{stem}-{n}.png"
         n += 1
     return path
+
+
+def _cancel(job: ImageJob | None, keep_queued: bool) -> None:
+    """After Ctrl-C: cancel our job on the server (or say that it was left there)."""
+    if job is None or job.done:
+        return
+    where = f"{job.generator.name}" + (f" at {redact_url(job.server)}" if job.server else "")
+    if keep_queued:
+        echo_err(f"left job {job.id} on {where} (--keep-queued)")
+        return
+    try:
+        acted = job.cancel()
+    except GeneratorError as exc:
+        echo_err(f"warning: could not cancel job {job.id} on {where}: {exc}")
+        return
+    if acted:
+        echo_err(f"canceled job {job.id} on {where}")
+    elif not job.cancelable:
+        echo_err(f"warning: job {job.id} on {where} cannot be canceled by this generator")
 
 
 def generate(
@@ -80,6 +103,13 @@ def generate(
         ),
     ] = None,
     config: ConfigOption = None,
+    keep_queued: Annotated[
+        bool,
+        typer.Option(
+            "--keep-queued",
+            help="On Ctrl-C, leave the job on the server instead of canceling it.",
+        ),
+    ] = False,
     param: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -91,31 +121,43 @@ def generate(
         ),
     ] = None,
 ) -> None:
-    """Generate one image and write it (atomically) to a file; print where."""
+    """Generate one image and write it (atomically) to a file; print where.
+
+    The file's extension names its format: .png (default), .jpg or .webp. Ctrl-C cancels
+    the job on the server (unless --keep-queued), then exits with 130.
+    """
     with cli_errors():
         extra = parse_params(param or [])
         registry = open_registry(config)
         gen = registry.get_generator(generator)
         from ..generation import generate_to_file
 
-        target = output if output is not None else _default_output(prompt)
+        target = _default_output(prompt, output) if output is None or output.is_dir() else output
         started = time.perf_counter()
-        with gen, ProgressLine(gen.name, enabled=sys.stderr.isatty()) as progress:
-            result = generate_to_file(
-                gen,
-                target,
-                prompt,
-                negative_prompt=negative,
-                width=width,
-                height=height,
-                seed=seed,
-                on_progress=progress,
-                **extra,
-            )
+        submitted: list[ImageJob] = []
+        with gen:
+            try:
+                with ProgressLine(gen.name, enabled=sys.stderr.isatty()) as progress:
+                    result = generate_to_file(
+                        gen,
+                        target,
+                        prompt,
+                        negative_prompt=negative,
+                        width=width,
+                        height=height,
+                        seed=seed,
+                        on_progress=progress,
+                        on_submit=submitted.append,
+                        **extra,
+                    )
+            except KeyboardInterrupt:
+                echo_err("interrupted")
+                _cancel(submitted[0] if submitted else None, keep_queued)
+                raise typer.Exit(EXIT_INTERRUPTED) from None
         elapsed = time.perf_counter() - started
         typer.echo(str(result.path))
+        seed_text = "seed: not used" if result.info.seed is None else f"seed {result.info.seed}"
         typer.echo(
-            f"generator {gen.name}, {result.size[0]}x{result.size[1]}, seed {result.info.seed}, "
-            f"{elapsed:.2f}s",
+            f"generator {gen.name}, {result.size[0]}x{result.size[1]}, {seed_text}, {elapsed:.2f}s",
             err=True,
         )

@@ -146,11 +146,42 @@ def test_bad_setting_from_yaml_names_the_file(write_config: object, tmp_path: Pa
         GeneratorRegistry(path).get_generator("mock")
 
 
+class FakeClock:
+    """A clock whose sleep moves time on at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += max(0.0, seconds)
+
+
 def test_delay_reports_steps() -> None:
     events: list[Progress] = []
-    make(delay=0.01).generate_image("x", width=8, height=8, on_progress=events.append)
+    clock = FakeClock()
+    gen = MockGenerator({"delay": 5.0}, clock=clock)
+    gen.generate_image("x", width=8, height=8, on_progress=events.append)
     steps = [e.step for e in events if e.stage == "step"]
     assert steps == list(range(1, 11))
+    assert clock.now == pytest.approx(5.0)  # no real wait, and not a step longer
+
+
+def test_submit_returns_while_the_image_is_being_made() -> None:
+    clock = FakeClock()
+    gen = MockGenerator({"delay": 2.0}, clock=clock)
+    job = gen.submit("x", width=8, height=8, seed=4)
+    assert job.status == "queued"
+    assert job.refresh() == "running"
+    assert not clock.slept
+    job.wait()
+    assert job.status == "done"
+    assert job.info is not None
+    assert job.info.seed == 4
 
 
 def test_invalid_size_and_style_per_request() -> None:

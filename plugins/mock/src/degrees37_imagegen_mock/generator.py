@@ -146,13 +146,14 @@ class MockGenerator(BaseImageGenerator):
             elapsed = self.clock.monotonic() - running.started
             if elapsed < delay:
                 step = min(_STEPS - 1, int(elapsed / delay * _STEPS))
-                return JobUpdate(
-                    "running",
-                    progress=Progress("step", step=step, total=_STEPS, generator=self.name),
-                )
+                return JobUpdate("running", progress=self._step_report(running, step))
             running.finished = True
             if running.failure is not None:
                 return JobUpdate("failed", error=running.failure)
+            progress = self._step_report(running, _STEPS) if delay else None
+            return JobUpdate(
+                "done", progress=progress, model="mock", extra={"placeholder_style": style}
+            )
         # Finished, or a job re-attached from another process: the mock makes it from its
         # request whenever asked.
         return JobUpdate("done", model="mock", extra={"placeholder_style": style})
@@ -210,6 +211,13 @@ class MockGenerator(BaseImageGenerator):
         image.save(buffer, "PNG", compress_level=1)
         return buffer.getvalue()
 
+    def _step_report(self, running: _Running, step: int) -> Progress | None:
+        """A step report when ``step`` is new for this job (each step is reported once)."""
+        if step <= running.reported:
+            return None
+        running.reported = step
+        return Progress("step", step=step, total=_STEPS, generator=self.name)
+
     def _failure(self) -> GeneratorError:
         kind = self.config["failure"]
         rate = self.config["fail_rate"]
@@ -227,3 +235,4 @@ class _Running:
     failure: GeneratorError | None
     finished: bool = False
     canceled: bool = False
+    reported: int = 0
