@@ -14,6 +14,7 @@ from degrees37_imagegen import (
     GeneratorRegistry,
     UnknownSettingWarning,
 )
+from degrees37_imagegen.registry import PluginUnavailableError
 
 
 class Recorder(BaseImageGenerator):
@@ -108,14 +109,24 @@ def test_unknown_name_lists_available(write_config: Callable[..., Path]) -> None
     assert isinstance(info.value, LookupError)
 
 
-def test_missing_known_plugin_gets_an_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IMAGEGEN_PLUGINS", "none")
+def test_missing_known_plugin_gets_an_install_hint() -> None:
     with pytest.raises(GeneratorNotFoundError) as info:
-        GeneratorRegistry({"generators": {}}).get_generator()
+        GeneratorRegistry({"generators": {}}, discover=False).get_generator()
     assert str(info.value) == (
         "unknown generator 'mock'; available: none (no generator plugin is installed); "
         "install it with: pip install 'degrees37-imagegen[mock]'"
     )
+
+
+def test_disabled_plugin_is_not_called_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEGEN_PLUGINS", "none")
+    with pytest.raises(PluginUnavailableError) as info:
+        GeneratorRegistry({"generators": {}}).get_generator()
+    assert str(info.value) == (
+        "generator plugin 'mock' (degrees37-imagegen-mock 0.1.0) is installed but disabled "
+        "by $IMAGEGEN_PLUGINS"
+    )
+    assert isinstance(info.value, GeneratorNotFoundError)  # still exit 2 in the CLI
 
 
 def test_entry_naming_a_missing_plugin(write_config: Callable[..., Path]) -> None:

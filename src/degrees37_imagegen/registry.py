@@ -11,7 +11,7 @@ from typing import Any
 
 from .base import BaseImageGenerator, UnknownSettingWarning
 from .config import GeneratorsConfig, find_config, load_config
-from .errors import ConfigError, GeneratorNotFoundError
+from .errors import ConfigError, GeneratorError, GeneratorNotFoundError, PluginError
 from .hookspecs import GeneratorTarget
 from .plugins import (
     PluginInfo,
@@ -21,7 +21,7 @@ from .plugins import (
     new_plugin_manager,
 )
 
-__all__ = ["TESTING_ENV", "GeneratorRegistry"]
+__all__ = ["TESTING_ENV", "GeneratorRegistry", "PluginUnavailableError"]
 
 #: ``TESTING=true`` selects the mock generator whenever no generator is named.
 TESTING_ENV = "TESTING"
@@ -34,6 +34,29 @@ _INSTALL_HINTS = {
     "invokeai": "degrees37-imagegen[invokeai]",
     "comfyui": "degrees37-imagegen[comfyui]",
 }
+
+
+class PluginUnavailableError(GeneratorNotFoundError):
+    """The name belongs to an installed plugin that failed to load or is disabled.
+
+    ``plugin`` is that plugin's :class:`PluginInfo` (its ``status`` and ``error`` say why).
+    """
+
+    def __init__(self, name: str, plugin: PluginInfo, available: list[str]) -> None:
+        super().__init__(name, available)
+        self.plugin = plugin
+        self.message = unavailable_reason(plugin)
+        self.args = (self.message,)
+
+
+def unavailable_reason(plugin: PluginInfo) -> str:
+    """Why an installed plugin gives no generators, in one line."""
+    label = f"generator plugin {plugin.name!r}"
+    if plugin.distribution:
+        label += f" ({plugin.distribution} {plugin.version or ''}".rstrip() + ")"
+    if plugin.status == "disabled":
+        return f"{label} is installed but disabled by $IMAGEGEN_PLUGINS"
+    return f"{label} is installed but failed to load: {plugin.error or 'unknown error'}"
 
 
 def _truthy(value: str | None) -> bool:
@@ -173,6 +196,15 @@ class GeneratorRegistry:
             return "mock"
         return self.config.default_generator or "mock"
 
+    def unavailable_plugin(self, name: str) -> PluginInfo | None:
+        """The installed plugin called ``name`` (entry point or distribution) when it is
+        broken or disabled, else ``None``."""
+        self._ensure_discovered()
+        for info in self._plugins:
+            if info.status != "ok" and name in (info.name, info.distribution):
+                return info
+        return None
+
     def _find_registration(self, ref: str) -> Registration | None:
         self._ensure_discovered()
         if ref in self._registrations:
@@ -198,6 +230,9 @@ class GeneratorRegistry:
                         f"(available: {', '.join(self.generator_names()) or 'none'})",
                         "default_generator",
                     )
+                broken = self.unavailable_plugin(name)
+                if broken is not None:
+                    raise PluginUnavailableError(name, broken, self.generator_names())
                 extra = _INSTALL_HINTS.get(name)
                 hint = f"install it with: pip install '{extra}'" if extra else None
                 raise GeneratorNotFoundError(name, self.generator_names(), hint)
@@ -206,12 +241,15 @@ class GeneratorRegistry:
         ref = str(entry[ref_key]) if ref_key else name
         reg = self._find_registration(ref)
         if reg is None:
+            key = f"generators.{name}" + (f".{ref_key}" if ref_key else "")
+            broken = self.unavailable_plugin(ref)
+            if broken is not None:
+                raise cfg.error(unavailable_reason(broken), key)
             hint = _INSTALL_HINTS.get(ref)
             installed = ", ".join(self.registered_names()) or "none"
             problem = f"no installed generator plugin provides {ref!r} (installed: {installed})"
             if hint:
                 problem += f"; install it with: pip install '{hint}'"
-            key = f"generators.{name}" + (f".{ref_key}" if ref_key else "")
             raise cfg.error(problem, key)
         settings = {k: v for k, v in entry.items() if k not in _ENTRY_REF_KEYS}
         if cfg.path is not None:
@@ -253,6 +291,16 @@ class GeneratorRegistry:
             except ConfigError as exc:
                 line = cfg.lines.get(f"{prefix}.{exc.key}") if exc.key else None
                 raise exc.located(path=cfg.path, key_prefix=prefix, line=line) from None
+            except GeneratorError:
+                raise
+            except Exception as exc:  # the plugin's own code failed: one line, named
+                from ._pipeline import plugin_label
+
+                raise PluginError(
+                    f"generator {entry_name!r} ({plugin_label(cls)}) failed: "
+                    f"{type(exc).__name__}: {exc}",
+                    generator=entry_name,
+                ) from exc
         for w in caught:
             message = str(w.message)
             if issubclass(w.category, UnknownSettingWarning) and cfg.path is not None:

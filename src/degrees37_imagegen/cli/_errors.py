@@ -116,7 +116,13 @@ def exit_code_for(exc: BaseException) -> int:
 
 @contextlib.contextmanager
 def cli_errors() -> Iterator[None]:
-    """Report a :class:`GeneratorError` as ``error: ...`` and exit with its code."""
+    """Report an error as one ``error: ...`` line on stderr and exit with its code.
+
+    A :class:`GeneratorError` (a plugin's own exception arrives as a
+    :class:`~degrees37_imagegen.errors.PluginError`) exits 2 for the user's mistakes and 1
+    otherwise; a file error exits 1; Ctrl-C exits 130; anything else is one line too, exit
+    1. ``--debug`` prints the traceback first.
+    """
     try:
         yield
     except GeneratorError as exc:
@@ -133,3 +139,12 @@ def cli_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         echo_err("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:  # a bug (ours or a plugin's) outside the pipeline's choke point
+        if state.debug:
+            traceback.print_exc()
+            echo_err(f"error: {type(exc).__name__}: {exc}")
+        else:
+            echo_err(
+                f"error: {type(exc).__name__}: {exc} (imagegen --debug ... shows the traceback)"
+            )
+        raise typer.Exit(EXIT_FAILED) from None
