@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
 
 from degrees37_imagegen import GeneratorRegistry, PluginLoadError, PluginWarning, hookimpl
 from degrees37_imagegen.errors import GeneratorError
+from degrees37_imagegen.plugins import (
+    PluginInfo,
+    check_targets,
+    discover_plugins,
+    new_plugin_manager,
+)
+
+from .conftest import make_plugin_dist
 
 
 def test_third_party_plugin_is_discovered_and_generates(plugin_site: Path, tmp_path: Path) -> None:
@@ -110,3 +119,89 @@ def test_lazy_target_that_cannot_import_is_a_clear_error() -> None:
         GeneratorError, match=r"generator 'ghost': cannot import no_such_module_xyz"
     ):
         reg.get_generator("ghost")
+
+
+MISSPELLED_PLUGIN = """
+    from degrees37_imagegen import hookimpl
+
+    @hookimpl
+    def register_generator(register):
+        register("typo", "nowhere:Nothing")
+"""
+
+EMPTY_PLUGIN = """
+    def register_generators(register):  # no @hookimpl: pluggy never sees it
+        register("empty", "nowhere:Nothing")
+"""
+
+LAZY_TYPO_PLUGIN = """
+    from degrees37_imagegen import hookimpl
+
+    @hookimpl
+    def register_generators(register):
+        register("lazy", "imagegen_lazy_typo:NoSuchClass")
+"""
+
+
+def _mock_again(name: str) -> str:
+    return f"""
+    from degrees37_imagegen import hookimpl
+
+    @hookimpl
+    def register_generators(register):
+        register("mock", "{name}:Other")
+    """
+
+
+def _discover(site: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, PluginInfo]:
+    monkeypatch.syspath_prepend(str(site))
+    added: dict[str, object] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        infos = discover_plugins(
+            new_plugin_manager(), lambda name, target, info: added.setdefault(name, target)
+        )
+    return {info.name: info for info in infos}
+
+
+def test_a_misspelled_hook_marks_the_plugin_broken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    make_plugin_dist(site, "imagegen-typo", "imagegen_typo", MISSPELLED_PLUGIN, "typo")
+    make_plugin_dist(site, "imagegen-empty", "imagegen_empty", EMPTY_PLUGIN, "empty")
+    infos = _discover(site, monkeypatch)
+    assert infos["typo"].status == "broken"
+    assert "register_generator" in (infos["typo"].error or "")
+    assert "register_generators" in (infos["typo"].error or "")
+    assert infos["empty"].status == "broken"
+    assert "no register_generators hook" in (infos["empty"].error or "")
+    assert infos["mock"].status == "ok"
+
+
+def test_two_plugins_with_one_name_the_first_distribution_by_name_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    # "degrees37-imagegen-mock" sorts before "zz-other": the mock keeps its name.
+    make_plugin_dist(site, "zz-other", "zz_other", _mock_again("zz_other"), "zz")
+    infos = _discover(site, monkeypatch)
+    assert infos["zz"].shadowed == {"mock": "mock"}
+    assert infos["mock"].shadowed == {}
+    # An earlier name wins whatever order the entry points are found in.
+    make_plugin_dist(site, "aa-other", "aa_other", _mock_again("aa_other"), "aa")
+    infos = _discover(site, monkeypatch)
+    assert infos["mock"].shadowed == {"mock": "aa"}
+
+
+def test_plugins_check_imports_lazy_targets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    make_plugin_dist(site, "imagegen-lazy", "imagegen_lazy_typo", LAZY_TYPO_PLUGIN, "lazy")
+    infos = _discover(site, monkeypatch)
+    assert infos["lazy"].status == "ok"  # discovery imports no generator code
+    check_targets(list(infos.values()))
+    assert infos["lazy"].status == "broken"
+    assert "NoSuchClass" in (infos["lazy"].error or "")
+    assert infos["mock"].status == "ok"

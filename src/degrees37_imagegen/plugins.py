@@ -7,6 +7,15 @@ working. Two environment variables steer this:
 - ``IMAGEGEN_PLUGINS``: a comma-separated list of the plugins to load (entry-point or
   distribution names); empty or ``none`` loads none. Unset loads all.
 - ``IMAGEGEN_STRICT_PLUGINS=1``: a broken plugin raises :class:`PluginLoadError` instead.
+
+A plugin is broken when it fails to import, when its hook raises, when it implements a hook
+the spec does not know (a misspelled ``@hookimpl def register_generator``: pluggy's
+``check_pending``), or when it registers nothing.
+
+When two plugins register the same generator name, the choice is deterministic: entry points
+are loaded in the order of their distribution's name, then the entry point's name, and the
+first registration wins. The other plugin's :attr:`PluginInfo.shadowed` names the winner
+(``imagegen plugins`` shows it). A name given to ``GeneratorRegistry.register`` beats both.
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ __all__ = [
     "PluginLoadError",
     "PluginWarning",
     "Registration",
+    "check_pending",
+    "check_targets",
     "discover_plugins",
 ]
 
@@ -63,6 +74,19 @@ class PluginInfo:
     generators: list[str] = field(default_factory=list)
     status: Status = "ok"
     error: str | None = None
+    #: Names this plugin registered that another plugin had already taken: name -> winner.
+    shadowed: dict[str, str] = field(default_factory=dict)
+    #: What each registered name points at (a class, or a lazy ``module:Class`` path).
+    targets: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data (targets as ``module:Class`` text)."""
+        data = {k: v for k, v in self.__dict__.items() if k != "targets"}
+        data["targets"] = {
+            name: t if isinstance(t, str) else f"{t.__module__}:{t.__qualname__}"
+            for name, t in self.targets.items()
+        }
+        return data
 
 
 @dataclass
@@ -159,12 +183,50 @@ def call_register(
             )
         pending.append((name, generator))
 
-    for impl in pm.hook.register_generators.get_hookimpls():
-        if impl.plugin is plugin:
-            impl.function(register=register)
+    impls = [i for i in pm.hook.register_generators.get_hookimpls() if i.plugin is plugin]
+    if not impls:
+        raise GeneratorError(
+            f"plugin {info.name!r} implements no register_generators hook "
+            "(is the function marked with @hookimpl and spelled register_generators?)"
+        )
+    for impl in impls:
+        impl.function(register=register)
+    if not pending:
+        raise GeneratorError(f"plugin {info.name!r} registered no generator")
     for name, generator in pending:
+        info.targets[name] = generator
         add(name, generator, info)
         info.generators.append(name)
+
+
+def check_pending(pm: pluggy.PluginManager, plugin: object) -> None:
+    """Raise if ``plugin`` implements a hook that the spec does not know (a misspelling).
+
+    pluggy's ``check_pending`` checks every registered plugin; the others passed already.
+    """
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        pm.unregister(plugin)
+        raise GeneratorError(f"{exc}; the hook this project calls is register_generators") from None
+
+
+def check_targets(infos: list[PluginInfo]) -> None:
+    """Import every lazy ``module:Class`` target; mark the plugins whose targets fail broken.
+
+    Discovery imports no generator code (to start fast), so a typo in a target is found
+    only when the generator is first used; ``imagegen plugins --check`` finds it now.
+    """
+    for info in infos:
+        if info.status != "ok":
+            continue
+        for name, target in info.targets.items():
+            try:
+                _import_generator(target, name)
+            except GeneratorError as exc:
+                info.status = "broken"
+                info.error = str(exc)
+                break
 
 
 def discover_plugins(
@@ -179,7 +241,26 @@ def discover_plugins(
     allowed = _allowed()
     seen: set[tuple[str, str]] = set()
     infos: list[PluginInfo] = []
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    owners: dict[str, str] = {}
+
+    def add_first(name: str, target: Any, info: PluginInfo) -> None:
+        if name in owners:
+            info.shadowed[name] = owners[name]
+            warnings.warn(
+                f"generator name {name!r} is registered by both plugin {owners[name]!r} and "
+                f"{info.name!r}; using {owners[name]!r}",
+                PluginWarning,
+                stacklevel=4,
+            )
+            return
+        owners[name] = info.name
+        add(name, target, info)
+
+    eps = sorted(
+        metadata.entry_points(group=ENTRY_POINT_GROUP),
+        key=lambda ep: ((_dist_of(ep)[0] or "").lower(), ep.name, ep.value),
+    )
+    for ep in eps:
         if (ep.name, ep.value) in seen:  # the same distribution found twice on sys.path
             continue
         seen.add((ep.name, ep.value))
@@ -194,7 +275,8 @@ def discover_plugins(
             if pm.is_registered(plugin):
                 continue
             pm.register(plugin, name=f"{ep.name}:{ep.value}")
-            call_register(pm, plugin, info, add)
+            check_pending(pm, plugin)
+            call_register(pm, plugin, info, add_first)
         except Exception as exc:
             info.status = "broken"
             info.error = f"{type(exc).__name__}: {exc}"

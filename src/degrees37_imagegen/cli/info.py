@@ -28,15 +28,34 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def plugins(as_json: JsonOption = False) -> None:
-    """List installed generator plugins: distribution, version, names and status."""
-    with cli_errors():
-        from ..plugins import discover_plugins, new_plugin_manager
+def plugins(
+    as_json: JsonOption = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Also import every plugin's generator classes and report those that fail.",
+        ),
+    ] = False,
+) -> None:
+    """List installed generator plugins: distribution, version, names and status.
 
-        # Straight from the entry points: no configuration, no generator code imported.
+    When two plugins register one name, the plugin whose distribution name sorts first
+    wins; the other shows the name as shadowed. --check exits 1 if a plugin is broken.
+    """
+    with cli_errors():
+        from ..plugins import check_targets, discover_plugins, new_plugin_manager
+
+        # Straight from the entry points: no configuration, no generator code imported
+        # (unless --check asks for it).
         infos = discover_plugins(new_plugin_manager(), lambda *registration: None)
+        if check:
+            check_targets(infos)
+        broken = check and any(info.status == "broken" for info in infos)
         if as_json:
-            typer.echo(json.dumps([info.__dict__ for info in infos], indent=2))
+            typer.echo(json.dumps([info.as_dict() for info in infos], indent=2))
+            if broken:
+                raise typer.Exit(EXIT_FAILED)
             return
         if not infos:
             typer.echo(
@@ -48,12 +67,18 @@ def plugins(as_json: JsonOption = False) -> None:
                 info.name,
                 info.distribution or "-",
                 info.version or "-",
-                ", ".join(info.generators) or "-",
+                ", ".join(
+                    f"{g} (shadowed by {info.shadowed[g]})" if g in info.shadowed else g
+                    for g in info.generators
+                )
+                or "-",
                 info.status if not info.error else f"{info.status}: {info.error}",
             ]
             for info in infos
         ]
         typer.echo(table(["plugin", "distribution", "version", "generators", "status"], rows))
+        if broken:
+            raise typer.Exit(EXIT_FAILED)
 
 
 def config_command(config: ConfigOption = None, as_json: JsonOption = False) -> None:
