@@ -306,7 +306,7 @@ class BaseImageGenerator(ABC):
         height: int = 1920,
         seed: int = -1,
         **kwargs: Any,
-    ) -> str | None:
+    ) -> str:
         """Make one image and return its id, to pass to :meth:`download_image`.
 
         The same as ``submit(...).wait()``: ``seed=-1`` asks for a random seed (the seed
