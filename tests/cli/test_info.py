@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -87,11 +90,94 @@ def test_check_table_and_exit_code(in_tmp: Path) -> None:
     Path("c.yaml").write_text("generators:\n  mock: {}\n  gone:\n    class: nothing_installed\n")
     result = runner.invoke(app, ["check", "-c", "c.yaml"])
     assert result.exit_code == 1
-    assert "mock       MockGenerator  ok" in result.stdout
-    assert "gone" in result.stdout
-    assert "no installed generator plugin" in result.stdout
+    assert "mock       MockGenerator  ok      ready" in result.stdout
+    assert "gone       -              error   c.yaml:4: generators.gone.class: no installed" in (
+        result.stdout
+    )
     ok = runner.invoke(app, ["check", "mock", "-c", "c.yaml"])
     assert ok.exit_code == 0
+
+
+def test_check_unknown_name_is_exit_2_with_one_error_line(in_tmp: Path) -> None:
+    result = runner.invoke(app, ["check", "nope"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: unknown generator 'nope'; available: ")
+
+
+DEAD_PLUGIN = """
+from degrees37_imagegen import BaseImageGenerator, hookimpl
+
+
+class DeadGenerator(BaseImageGenerator):
+    default_settings = {"address": "127.0.0.1:1"}
+    server_setting = "address"
+
+    def test_connection(self):
+        return False
+
+    def generate_image(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def download_image(self, image_id, output_path):
+        raise NotImplementedError
+
+
+class RaisingGenerator(DeadGenerator):
+    def test_connection(self):
+        raise ValueError("bad token format")
+
+
+@hookimpl
+def register_generators(register):
+    register("dead", DeadGenerator)
+    register("raising", RaisingGenerator)
+"""
+
+
+@pytest.fixture
+def dead_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    site = tmp_path / "dead-site"
+    site.mkdir()
+    (site / "imagegen_dead.py").write_text(DEAD_PLUGIN, encoding="utf-8")
+    info = site / "imagegen_dead-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: imagegen-dead\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[degrees37.generators]\ndead = imagegen_dead\n")
+    monkeypatch.syspath_prepend(str(site))
+    yield
+    sys.modules.pop("imagegen_dead", None)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_check_says_why_a_server_is_not_ready(dead_plugin: None, in_tmp: Path) -> None:
+    port = _closed_port()
+    Path("c.yaml").write_text(
+        "generators:\n"
+        f"  gpu:\n    class: dead\n    address: http://user:hunter2@127.0.0.1:{port}/\n"
+        "  odd:\n    class: raising\n"
+        "  mock: {}\n"
+    )
+    result = runner.invoke(app, ["check", "-c", "c.yaml"])
+    assert result.exit_code == 1
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[2:]}
+    assert rows["gpu"].split(None, 3)[1:] == [
+        "DeadGenerator",
+        "not",
+        f"ready  connection refused at 127.0.0.1:{port}",
+    ]
+    assert rows["odd"].endswith(
+        "not ready  generator 'odd' (imagegen_dead) failed: ValueError: bad token format"
+    ) or rows["odd"].endswith("not ready  test_connection() failed: ValueError: bad token format")
+    assert rows["mock"].endswith("ok         ready")
+    assert "hunter2" not in result.stdout
+    assert result.stderr.strip() == "2 of 3 generator(s) not ready"
 
 
 def test_help_lists_commands_and_exit_codes() -> None:

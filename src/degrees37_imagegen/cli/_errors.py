@@ -114,6 +114,11 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else EXIT_FAILED
 
 
+def _is_cli_control(exc: BaseException) -> bool:
+    """``typer.Exit``, ``Abort``, ``BadParameter``...: the command line's own flow."""
+    return any(cls.__module__.split(".")[0] in {"click", "typer"} for cls in type(exc).__mro__[:-2])
+
+
 @contextlib.contextmanager
 def cli_errors() -> Iterator[None]:
     """Report an error as one ``error: ...`` line on stderr and exit with its code.
@@ -140,6 +145,8 @@ def cli_errors() -> Iterator[None]:
         echo_err("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:  # a bug (ours or a plugin's) outside the pipeline's choke point
+        if _is_cli_control(exc):
+            raise
         if state.debug:
             traceback.print_exc()
             echo_err(f"error: {type(exc).__name__}: {exc}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from typing import Annotated, Any, Optional
@@ -113,27 +114,41 @@ def check(
     names: Annotated[
         Optional[list[str]],
         typer.Argument(
-            help="Generators to check (default: every configured one).", show_default=False
+            metavar="NAME...",
+            help="Generators to check (default: every configured one).",
+            show_default=False,
         ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Test the connection of configured generators and show the results as a table."""
+    """Test the connection of generators: a table with each one's status and the reason.
+
+    Exit codes: 0 all ready, 1 some not ready, 2 an unknown name.
+    """
     with cli_errors():
+        from ..errors import ConfigError, GeneratorError
+        from ..health import check_generator
+
         registry = open_registry(config)
         targets = list(names or registry.config.generators or [registry.default_name()])
+        if names:
+            for name in targets:  # an unknown name is the user's mistake: exit 2, one line
+                # A bad entry (ConfigError) is one row of the table, with its error.
+                with contextlib.suppress(ConfigError):
+                    registry.resolve(name)
         rows: list[list[str]] = []
         failed = 0
         for name in targets:
             try:
                 with registry.get_generator(name) as gen:
-                    ok = gen.test_connection()
-                    rows.append([name, type(gen).__name__, "ok" if ok else "not ready"])
-            except Exception as exc:  # a broken generator is one row, not the end of the table
+                    ok, reason = check_generator(gen)
+                    status = "ok" if ok else "not ready"
+                    rows.append([name, type(gen).__name__, status, reason])
+            except GeneratorError as exc:  # a broken entry is one row, not the end of the table
                 ok = False
-                rows.append([name, "-", f"error: {exc}"])
+                rows.append([name, "-", "error", str(exc)])
             failed += not ok
-        typer.echo(table(["generator", "class", "status"], rows))
+        typer.echo(table(["generator", "class", "status", "reason"], rows))
         if failed:
             echo_err(f"{failed} of {len(targets)} generator(s) not ready")
             raise typer.Exit(EXIT_FAILED)
