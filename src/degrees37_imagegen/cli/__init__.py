@@ -16,6 +16,7 @@ from ._options import ReadableCommand
 from .batch import batch
 from .generate import generate
 from .info import check, config_command, plugins
+from .new_plugin import new_plugin
 
 __all__ = ["app", "main"]
 
@@ -61,6 +62,7 @@ app.command(cls=ReadableCommand)(batch)
 app.command(cls=ReadableCommand)(plugins)
 app.command("config", cls=ReadableCommand)(config_command)
 app.command(cls=ReadableCommand)(check)
+app.command("new-plugin", cls=ReadableCommand)(new_plugin)
 
 
 def main() -> None:
