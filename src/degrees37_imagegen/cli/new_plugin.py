@@ -81,7 +81,7 @@ def write_plugin(name: str, directory: str | Path = ".") -> Path:
     root = Path(directory) / names.dist
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise OutputError(f"cannot write {root}: it exists and is not an empty folder", root)
-    templates = resources.files("degrees37_imagegen").joinpath("templates", "plugin")
+    templates = resources.files("degrees37_imagegen").joinpath("templates").joinpath("plugin")
     for target, template in FILES.items():
         path = root / target.format(package=names.package)
         text = "" if template is None else templates.joinpath(template).read_text("utf-8")
