@@ -5,7 +5,12 @@ from pathlib import Path
 import pytest
 
 from degrees37_imagegen import ConfigError, expand_env, find_config, load_config
-from degrees37_imagegen.config import DEFAULT_CONFIG_PATH, parse_config, user_config_dir
+from degrees37_imagegen.config import (
+    DEFAULT_CONFIG_PATH,
+    ConfigPlace,
+    parse_config,
+    user_config_dir,
+)
 
 
 class TestExpandEnv:
@@ -170,3 +175,31 @@ class TestFindConfig:
         monkeypatch.setenv("IMAGEGEN_CONFIG", "missing.yaml")
         with pytest.raises(ConfigError, match=r"missing\.yaml: configuration file not found"):
             find_config()
+
+
+def test_find_config_records_every_place_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = find_config(environ={})
+    assert cfg.path is None
+    assert cfg.searched == [
+        ConfigPlace("--config", None, "not given"),
+        ConfigPlace("$IMAGEGEN_CONFIG", None, "not set"),
+        ConfigPlace("working directory", Path("config/generators.yaml"), "not found"),
+        ConfigPlace("user config directory", user_config_dir() / "generators.yaml", "not found"),
+    ]
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "generators.yaml").write_text("generators: {}\n")
+    cfg = find_config(environ={})
+    assert [p.status for p in cfg.searched] == ["not given", "not set", "used", "not looked at"]
+    named = tmp_path / "mine.yaml"
+    named.write_text("generators: {}\n")
+    cfg = find_config(environ={"IMAGEGEN_CONFIG": str(named)})
+    assert cfg.origin == "$IMAGEGEN_CONFIG"
+    assert [p.status for p in cfg.searched] == [
+        "not given",
+        "used",
+        "not looked at",
+        "not looked at",
+    ]

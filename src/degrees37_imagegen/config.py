@@ -33,7 +33,9 @@ from .errors import ConfigError
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG_PATH",
+    "ConfigPlace",
     "GeneratorsConfig",
+    "config_places",
     "expand_env",
     "find_config",
     "load_config",
@@ -51,6 +53,21 @@ _VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
+@dataclass(frozen=True)
+class ConfigPlace:
+    """One place a configuration file is looked for, and what was found there.
+
+    ``origin`` names the place (``--config``, ``$IMAGEGEN_CONFIG``, ``working directory``,
+    ``user config directory``); ``path`` is the file it stands for (``None`` when an option
+    or variable was not given); ``status`` is ``used``, ``not given``, ``not set``,
+    ``not found`` or ``not looked at`` (an earlier place was used).
+    """
+
+    origin: str
+    path: Path | None
+    status: str
+
+
 @dataclass
 class GeneratorsConfig:
     """A loaded configuration.
@@ -58,7 +75,9 @@ class GeneratorsConfig:
     ``generators`` maps entry names to their settings (already expanded); ``path`` is the
     file it came from (``None`` for the built-in default) and ``origin`` says how that file
     was chosen (``--config``, ``$IMAGEGEN_CONFIG``...). ``lines`` maps key paths such as
-    ``generators.mock.delay`` to their line in the file, for error messages.
+    ``generators.mock.delay`` to their line in the file, for error messages. ``searched``
+    lists every place :func:`find_config` looked, in order (empty when the file was named
+    directly).
     """
 
     generators: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -66,6 +85,7 @@ class GeneratorsConfig:
     path: Path | None = None
     origin: str = "built-in default"
     lines: dict[str, int] = field(default_factory=dict)
+    searched: list[ConfigPlace] = field(default_factory=list)
 
     def error(self, problem: str, key: str | None = None) -> ConfigError:
         """A :class:`ConfigError` for ``key`` in this configuration's file."""
@@ -262,19 +282,47 @@ def user_config_dir() -> Path:
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / app
 
 
+def config_places(
+    explicit: str | Path | None = None, *, environ: Mapping[str, str] | None = None
+) -> list[tuple[str, Path | None, str]]:
+    """The places a configuration file is looked for, in order: ``(origin, path, why
+    missing)``, where ``path`` is ``None`` (and ``why missing`` says so) for an option or
+    variable that was not given."""
+    env = os.environ if environ is None else environ
+    from_env = env.get(CONFIG_ENV)
+    return [
+        ("--config", Path(explicit) if explicit is not None else None, "not given"),
+        (f"${CONFIG_ENV}", Path(from_env) if from_env else None, "not set"),
+        ("working directory", DEFAULT_CONFIG_PATH, "not found"),
+        ("user config directory", user_config_dir() / "generators.yaml", "not found"),
+    ]
+
+
 def find_config(
     explicit: str | Path | None = None, *, environ: Mapping[str, str] | None = None
 ) -> GeneratorsConfig:
-    """Load the configuration from the first place that has one (see the module docs)."""
+    """Load the configuration from the first place that has one (see the module docs).
+
+    The result's ``searched`` says what was found at every place. A file named by
+    ``--config`` or ``$IMAGEGEN_CONFIG`` must exist.
+    """
     env = os.environ if environ is None else environ
-    if explicit is not None:
-        return load_config(explicit, origin="--config", environ=env)
-    from_env = env.get(CONFIG_ENV)
-    if from_env:
-        return load_config(from_env, origin=f"${CONFIG_ENV}", environ=env)
-    if DEFAULT_CONFIG_PATH.is_file():
-        return load_config(DEFAULT_CONFIG_PATH, origin="working directory", environ=env)
-    user_file = user_config_dir() / "generators.yaml"
-    if user_file.is_file():
-        return load_config(user_file, origin="user config directory", environ=env)
-    return builtin_config()
+    searched: list[ConfigPlace] = []
+    chosen: GeneratorsConfig | None = None
+    for origin, path, missing in config_places(explicit, environ=env):
+        if chosen is not None:
+            searched.append(ConfigPlace(origin, path, "not looked at"))
+            continue
+        if path is None:
+            searched.append(ConfigPlace(origin, None, missing))
+            continue
+        named = origin in {"--config", f"${CONFIG_ENV}"}
+        if not named and not path.is_file():
+            searched.append(ConfigPlace(origin, path, missing))
+            continue
+        chosen = load_config(path, origin=origin, environ=env)
+        searched.append(ConfigPlace(origin, path, "used"))
+    if chosen is None:
+        chosen = builtin_config()
+    chosen.searched = searched
+    return chosen

@@ -59,8 +59,8 @@ def test_config_hides_secrets(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert "sk-live-0123456789" not in result.stdout + result.stderr
     assert "hunter2" not in result.stdout + result.stderr
     assert "api_key: '***'" in result.stdout
-    assert "# source: c.yaml (--config)" in result.stdout
-    assert "default_generator: remote" in result.stdout
+    assert "config file: c.yaml (from --config)" in result.stdout
+    assert "default generator: remote (default_generator in c.yaml)" in result.stdout
 
 
 def test_secrets_never_printed_by_generate_or_check(
@@ -82,8 +82,69 @@ def test_config_json(in_tmp: Path) -> None:
     result = runner.invoke(app, ["config", "--json"])
     data = json.loads(result.stdout)
     assert data["origin"] == "built-in default"
+    assert data["file"] is None
     assert data["default_generator"] == "mock"
+    assert data["default_from"] == "built-in default"
+    assert [p["status"] for p in data["searched"]] == ["not given", "not set", "not found"] + [
+        "not found"
+    ]
     assert "mock" in data["available"]
+
+
+def test_config_without_a_file_names_every_place_it_looked(in_tmp: Path) -> None:
+    result = runner.invoke(app, ["config"])
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "config file: none found; using the built-in default (mock only)"
+    assert lines[1] == "looked in, in order:"
+    assert lines[2].split() == ["1.", "--config", "-", "not", "given"]
+    assert lines[3].split() == ["2.", "$IMAGEGEN_CONFIG", "-", "not", "set"]
+    assert lines[4].split()[:4] == ["3.", "working", "directory", "config/generators.yaml"]
+    assert lines[5].split()[4].endswith("degrees37-imagegen/generators.yaml")
+    assert "default generator: mock (built-in default)" in lines
+    assert "null" not in result.stdout
+    assert "built-in default (built-in default)" not in result.stdout
+
+
+CHECKED_CONFIG = """\
+generators:
+  fast:
+    class: mock
+    delay: 0
+    colr: red
+  bad:
+    class: mock
+    fail_rate: 2
+  remote:
+    class: mock
+    api_key: sk-live-0123456789
+  gone:
+    class: nothing_installed
+"""
+
+
+def test_config_shows_effective_settings_checked(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path("config").mkdir()
+    Path("config/generators.yaml").write_text(CHECKED_CONFIG)
+    monkeypatch.setenv("IMAGEGEN_CONFIG", "")
+    result = runner.invoke(app, ["config"])
+    assert result.exit_code == 2  # after the whole listing
+    out = result.stdout
+    assert out.startswith("config file: config/generators.yaml (from working directory)\n")
+    assert "working directory      config/generators.yaml" in out
+    assert "not looked at" in out  # the user folder comes after
+    assert "  fast (plugin mock, MockGenerator)\n    delay: 0\n" in out
+    assert "    failure: generation  (default)" in out
+    assert "    colr: red  (unknown setting: ignored)" in out
+    generate = runner.invoke(app, ["generate", "x", "-g", "bad"])
+    assert generate.exit_code == 2
+    assert f"  bad (plugin mock, MockGenerator)\n    {generate.stderr.strip()}\n" in out
+    assert "    api_key: '***'" in out
+    assert "sk-live" not in out
+    assert "  gone (no plugin)\n    error: config/generators.yaml:13: generators.gone.class:" in out
+    assert result.stderr.strip() == "2 problem(s) in the configuration (shown above)"
 
 
 def test_check_table_and_exit_code(in_tmp: Path) -> None:
