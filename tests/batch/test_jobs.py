@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,12 @@ from degrees37_imagegen.batch import (
     parse_shard,
     shard,
 )
+from degrees37_imagegen.batch.jobs import (
+    check_prompt,
+    default_output_dir,
+    prompt_problem,
+)
+from degrees37_imagegen.batch.manifest import needs_remake
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -302,3 +309,74 @@ def test_shard_text() -> None:
     assert parse_shard(" 2 / 5 ") == (2, 5)
     with pytest.raises(ValueError, match="K/N"):
         shard([], 3, 2)
+
+
+# -- one rule for prompts ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", "\t\n"])
+def test_empty_prompt_is_refused_by_the_one_rule(prompt: str) -> None:
+    assert prompt_problem(prompt) == "is empty"
+    with pytest.raises(InvalidRequestError) as info:
+        check_prompt(prompt)
+    assert str(info.value) == "the prompt is empty: say what the image should show"
+    with pytest.raises(JobsFileError) as jobs_info:
+        parse_jobs([{"prompt": prompt}])
+    assert str(jobs_info.value) == "job 1: 'prompt' is empty"
+
+
+def test_check_prompt_keeps_a_real_prompt() -> None:
+    assert check_prompt("  a fox ") == "  a fox "
+    assert prompt_problem("日本の灯台") is None
+    assert prompt_problem(3) == "must be text, got 3 (int)"
+
+
+# -- default output folders ------------------------------------------------------------------
+
+
+def test_default_output_dir_is_the_stem(tmp_path: Path) -> None:
+    (tmp_path / "book.yaml").write_text("- a\n")
+    (tmp_path / "book.png").write_text("not a jobs file")
+    assert default_output_dir(tmp_path / "book.yaml") == Path("book")
+
+
+def test_jobs_files_with_one_stem_get_different_folders(tmp_path: Path) -> None:
+    for name in ("book.yaml", "book.csv", "book.jsonl"):
+        (tmp_path / name).write_text("prompt\na\n")
+    folders = {default_output_dir(tmp_path / n) for n in ("book.yaml", "book.csv", "book.jsonl")}
+    assert folders == {Path("book-yaml"), Path("book-csv"), Path("book-jsonl")}
+
+
+def test_default_output_dir_of_a_missing_file_or_odd_stem(tmp_path: Path) -> None:
+    assert default_output_dir(tmp_path / "nothing.json") == Path("nothing")
+    (tmp_path / "[x].yaml").write_text("- a\n")
+    (tmp_path / "[x].csv").write_text("prompt\na\n")
+    assert default_output_dir(tmp_path / "[x].csv") == Path("[x]-csv")
+
+
+# -- a changed job is remade -------------------------------------------------------------------
+
+
+def _record(job: Job, **changes: Any) -> dict[str, Any]:
+    return {"name": job.name, "status": "done", "request": {**job.request(), **changes}}
+
+
+def test_needs_remake_when_the_request_changed() -> None:
+    (job,) = parse_jobs([{"name": "scene", "prompt": "a fox", "steps": 30}])
+    assert not needs_remake(_record(job), job)
+    assert needs_remake(_record(job, prompt="a wolf"), job)
+    assert needs_remake(_record(job, steps=20), job)
+    assert needs_remake(_record(job, width=512), job)
+    (changed,) = parse_jobs([{"name": "scene", "prompt": "a fox in the snow", "steps": 30}])
+    assert needs_remake(_record(job), changed)
+
+
+def test_needs_remake_only_when_the_record_says_so() -> None:
+    (job,) = parse_jobs([{"name": "scene", "prompt": "a fox", "size": [2, 3]}])
+    assert not needs_remake(None, job)
+    assert not needs_remake({"name": "scene", "status": "done"}, job)  # an older manifest
+    assert not needs_remake({**_record(job, prompt="x"), "status": "failed"}, job)
+    # As read back from JSON: the tuple-or-list and missing-or-None differences do not count.
+    from_json = json.loads(json.dumps(_record(job)))
+    assert not needs_remake(from_json, job)
+    assert not needs_remake({**from_json, "request": {**from_json["request"], "x": None}}, job)

@@ -13,6 +13,7 @@ in a :class:`JobsFileError`, before anything is generated.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import re
@@ -31,8 +32,11 @@ __all__ = [
     "Job",
     "JobProblem",
     "JobsFileError",
+    "check_prompt",
+    "default_output_dir",
     "load_jobs",
     "parse_jobs",
+    "prompt_problem",
     "shard",
 ]
 
@@ -98,6 +102,60 @@ class Job:
             request["generator"] = self.generator
         request.update(self.extra)
         return request
+
+
+def prompt_problem(prompt: object) -> str | None:
+    """What is wrong with ``prompt`` (``"is empty"``...), or ``None``: the one rule for
+    prompts, in jobs files and on the command line alike.
+
+    A prompt is text with something in it besides white space.
+    """
+    if prompt is None:
+        return "is missing"
+    if not isinstance(prompt, str):
+        return f"must be text, got {_show(prompt)}"
+    if not prompt.strip():
+        return "is empty"
+    return None
+
+
+def check_prompt(prompt: object) -> str:
+    """``prompt`` if it is a usable prompt; else :class:`InvalidRequestError`, e.g.
+    ``the prompt is empty: say what the image should show``."""
+    problem = prompt_problem(prompt)
+    if problem is not None:
+        raise InvalidRequestError(f"the prompt {problem}: say what the image should show")
+    return str(prompt)
+
+
+def default_output_dir(jobs_path: str | Path) -> Path:
+    """The folder a jobs file's images go to when ``--out`` is not given.
+
+    The jobs file's name without its extension, in the current folder (``book.yaml`` gives
+    ``book/``), unless another jobs file with the same stem is next to it: then each one's
+    folder also names its format (``book.yaml`` gives ``book-yaml/``, ``book.csv`` gives
+    ``book-csv/``), so that two jobs files never share a folder without being told to.
+    """
+    path = Path(jobs_path)
+    suffix = path.suffix.lower()
+    if suffix and _has_sibling(path):
+        return Path(f"{path.stem}-{suffix.lstrip('.')}")
+    return Path(path.stem)
+
+
+def _has_sibling(path: Path) -> bool:
+    """Whether another jobs file with ``path``'s stem is in its folder."""
+    try:
+        siblings = list(path.parent.glob(f"{glob.escape(path.stem)}.*"))
+    except OSError:
+        return False
+    return any(
+        other.suffix.lower() in _FORMATS
+        and other.suffix.lower() != path.suffix.lower()
+        and other.stem == path.stem
+        and other.is_file()
+        for other in siblings
+    )
 
 
 def default_name(index: int, prompt: str) -> str:
@@ -390,10 +448,8 @@ def _check_job(
     prompt = raw.get("prompt")
     if prompt is None:
         problem("missing 'prompt'")
-    elif not isinstance(prompt, str):
-        problem(f"'prompt' must be text, got {_show(prompt)}")
-    elif not prompt.strip():
-        problem("'prompt' is empty")
+    elif (wrong := prompt_problem(prompt)) is not None:
+        problem(f"'prompt' {wrong}")
     negative = raw.get("negative_prompt", "")
     if negative is None:
         negative = ""

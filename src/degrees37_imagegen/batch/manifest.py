@@ -21,9 +21,19 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-__all__ = ["MANIFEST_NAME", "ManifestWriter", "manifest_name", "read_manifest"]
+if TYPE_CHECKING:
+    from .jobs import Job
+
+__all__ = [
+    "MANIFEST_NAME",
+    "ManifestWriter",
+    "manifest_name",
+    "needs_remake",
+    "read_manifest",
+    "same_request",
+]
 
 #: The manifest of an unsharded batch.
 MANIFEST_NAME = "manifest.jsonl"
@@ -105,3 +115,33 @@ def read_manifest(folder: str | Path) -> dict[str, dict[str, Any]]:
         records.extend(_records(path))
     records.sort(key=lambda r: str(r.get("finished_at", "")))  # stable: file order on ties
     return {record["name"]: record for record in records}
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from a manifest line (tuples are lists, and so on)."""
+    return json.loads(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def same_request(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether two requests (as recorded in a manifest) ask for the same image.
+
+    A key missing on one side and ``None`` on the other count as the same.
+    """
+    a, b = _as_json(dict(old)), _as_json(dict(new))
+    return all(a.get(key) == b.get(key) for key in set(a) | set(b))
+
+
+def needs_remake(previous: Mapping[str, Any] | None, job: Job) -> bool:
+    """Whether ``job``'s image, already in the folder, must be made again without
+    ``--force``: its manifest record ``previous`` says it was made from another request
+    (a new prompt, size, seed or option under the same name).
+
+    ``False`` when there is no record, the record has no request (an older manifest), or the
+    record is not of a finished image: then nothing says that the file is out of date.
+    """
+    if previous is None or previous.get("status") not in {"done", "skipped"}:
+        return False
+    old = previous.get("request")
+    if not isinstance(old, Mapping):
+        return False
+    return not same_request(old, job.request())
