@@ -2,20 +2,34 @@
 
 Everything is derived from the request (prompt, size, seed, style), so the same request
 always gives the same pixels. The font is the one Pillow ships (``ImageFont.load_default``),
-so no system font is needed. That font has Latin glyphs only: labels use ASCII.
+so no system font is needed, and the images are the same on every machine. That font has
+little beyond ASCII, so :func:`legible` writes other text as well as it can: accented letters
+without their accents (``café`` as ``cafe``), typographic marks as ASCII, and anything else
+(CJK, Arabic, emoji...) as its code points in brackets, under a line that says the text
+cannot be shown in this font. A large font covering every script is deliberately not
+shipped in the wheel.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["STYLES", "PlaceholderRequest", "render_placeholder", "wrap_text"]
+__all__ = [
+    "CANNOT_SHOW",
+    "STYLES",
+    "PlaceholderRequest",
+    "has_glyph",
+    "legible",
+    "render_placeholder",
+    "wrap_text",
+]
 
 #: The placeholder styles the mock generator draws.
 STYLES = ("simple", "detailed", "debug")
@@ -42,6 +56,118 @@ class PlaceholderRequest:
 @lru_cache(maxsize=64)
 def _font(size: int) -> Font:
     return ImageFont.load_default(size=max(8, size))
+
+
+#: The note drawn above text that has characters the font cannot draw.
+CANNOT_SHOW = "(text cannot be shown in this font; code points in brackets)"
+
+#: ASCII for letters and marks that have no decomposition into ASCII (ß, æ, ł, dashes,
+#: quotes...), written as escapes so that they cannot be mistaken for their ASCII look-alikes.
+_ASCII = {
+    "\u00df": "ss",
+    "\u00e6": "ae",
+    "\u00c6": "AE",
+    "\u0153": "oe",
+    "\u0152": "OE",
+    "\u00f8": "o",
+    "\u00d8": "O",
+    "\u0142": "l",
+    "\u0141": "L",
+    "\u0111": "d",
+    "\u0110": "D",
+    "\u00fe": "th",
+    "\u00de": "Th",
+    "\u0131": "i",
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201a": ",",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u201e": '"',
+    "\u00ab": '"',
+    "\u00bb": '"',
+    "\u2013": "-",
+    "\u2014": "-",
+    "\u2212": "-",
+    "\u2026": "...",
+    "\u2022": "*",
+    "\u00d7": "x",
+}
+
+#: A code point no font has a glyph for: what a missing glyph looks like in the font.
+_NO_GLYPH = "\U0010fffd"
+
+
+@lru_cache(maxsize=1)
+def _probe_font() -> Font:
+    return _font(24)
+
+
+@lru_cache(maxsize=1)
+def _missing_glyph() -> bytes:
+    return _glyph(_NO_GLYPH)
+
+
+def _glyph(ch: str) -> bytes:
+    mask = _probe_font().getmask(ch)
+    return repr(mask.size).encode() + bytes(mask)
+
+
+@lru_cache(maxsize=4096)
+def has_glyph(ch: str) -> bool:
+    """Whether the placeholder font draws ``ch`` (not its missing-glyph box)."""
+    if ch.isspace():
+        return True
+    return _glyph(ch) != _missing_glyph()
+
+
+def _ascii_for(ch: str) -> str | None:
+    if ch in _ASCII:
+        return _ASCII[ch]
+    base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+    if base and base != ch and all(has_glyph(c) for c in base):
+        return base
+    return None
+
+
+def legible(text: str) -> tuple[str, bool]:
+    """``text`` as the placeholder font can draw it, and whether some of it could not be.
+
+    Letters with accents lose them, typographic marks become ASCII, and any other run of
+    characters the font lacks becomes its code points in brackets:
+    ``"灯台 at dusk"`` is ``("[U+706F U+53F0] at dusk", True)``.
+    """
+    out: list[str] = []
+    missing: list[str] = []
+    lost = False
+
+    def flush() -> None:
+        if missing:
+            out.append("[" + " ".join(f"U+{ord(c):04X}" for c in missing) + "]")
+            missing.clear()
+
+    for ch in text:
+        if unicodedata.combining(ch) and not has_glyph(ch):
+            continue  # an accent on the letter before: the letter alone is shown
+        if has_glyph(ch):
+            flush()
+            out.append(ch)
+            continue
+        ascii_text = _ascii_for(ch)
+        if ascii_text is not None:
+            flush()
+            out.append(ascii_text)
+            continue
+        missing.append(ch)
+        lost = True
+    flush()
+    return "".join(out), lost
+
+
+def _shown(text: str) -> str:
+    """``text`` ready to draw: legible, with the note above it when some could not be."""
+    drawable, lost = legible(text)
+    return f"{CANNOT_SHOW}\n{drawable}" if lost else drawable
 
 
 def _rng(req: PlaceholderRequest) -> random.Random:
@@ -292,7 +418,14 @@ def render_placeholder(req: PlaceholderRequest) -> Image.Image:
     """Draw the placeholder for ``req``; the same request always gives the same pixels."""
     if req.style not in STYLES:
         raise ValueError(f"unknown placeholder style {req.style!r}; use one of {STYLES}")
-    rng = _rng(req)
+    rng = _rng(req)  # from the request as given, so the colours do not depend on the font
+    req = replace(
+        req,
+        prompt=_shown(req.prompt),
+        negative_prompt=_shown(req.negative_prompt),
+        label=legible(req.label)[0],
+        generator=legible(req.generator)[0],
+    )
     if req.style == "detailed":
         return _detailed(req, rng)
     if req.style == "debug":
