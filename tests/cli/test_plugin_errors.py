@@ -104,3 +104,19 @@ def test_disabled_plugin_says_so(plugin_site: Path, in_tmp: Path) -> None:
     assert "generator plugin 'echo' (imagegen-echo 1.0) is installed but disabled" in (
         result.stderr
     )
+
+
+def test_any_other_exception_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    from degrees37_imagegen.cli._errors import cli_errors
+
+    with pytest.raises(typer.Exit) as caught, cli_errors():
+        raise TypeError("unsupported operand")
+    assert caught.value.exit_code == 1
+    assert capsys.readouterr().err == (
+        "error: TypeError: unsupported operand (imagegen --debug ... shows the traceback)\n"
+    )
+    with pytest.raises(typer.Exit) as passed, cli_errors():
+        raise typer.Exit(3)  # the command line's own flow goes through untouched
+    assert passed.value.exit_code == 3
