@@ -54,10 +54,12 @@ class FakeClock:
         self.real_wait = 5.0
         self._lock = threading.Lock()
 
-    def time(self) -> float:
+    def monotonic(self) -> float:
         """The current fake time."""
         with self._lock:
             return self.now
+
+    time = monotonic
 
     def sleep(self, seconds: float) -> None:
         """Advance the fake time."""
@@ -114,7 +116,8 @@ def live_fake(
 def make_generator(
     fake: FakeInvokeAI, clock: FakeClock
 ) -> Iterator[Callable[..., InvokeAIGenerator]]:
-    """Make generators talking to ``fake`` on the fake clock; closed after the test.
+    """Make generators talking to ``fake`` (its ``transport``) on the fake clock; closed
+    after the test.
 
     ``events`` is on only when the fake has a socket.io endpoint (the plain fake has no
     network address a socket could reach); a test may still set it.
@@ -123,10 +126,12 @@ def make_generator(
 
     def make(**settings: Any) -> InvokeAIGenerator:
         settings.setdefault("events", fake.sio is not None)
-        generator = InvokeAIGenerator({"base_url": fake.base_url, **settings}, name="invokeai")
-        generator._clock = clock.time
-        generator._sleep = clock.sleep
-        generator._wait = clock.wait
+        generator = InvokeAIGenerator(
+            {"base_url": fake.base_url, **settings},
+            name="invokeai",
+            clock=clock,
+            transport=fake.transport,
+        )
         made.append(generator)
         return generator
 

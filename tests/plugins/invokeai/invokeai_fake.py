@@ -176,6 +176,8 @@ class FakeInvokeAI:
         self.runners: list[threading.Thread] = []
         self.router = respx.mock(base_url=base_url, assert_all_called=False)
         self._routes()
+        #: The httpx transport to give a generator (``transport=``): the fake's routes.
+        self.transport = httpx.MockTransport(self.router.handler)
 
     # -- helpers for tests ---------------------------------------------------------------
 

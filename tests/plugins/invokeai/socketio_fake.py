@@ -319,7 +319,9 @@ class SocketIOEndpoint:
             with self.changed:
                 conn.pongs += 1
                 self.changed.notify_all()
-        elif text == "40":
+        elif text == "40" or text.startswith("40{"):
+            # "40" connects the namespace "/"; python-socketio's client sends "40{}" (an
+            # empty auth payload), which InvokeAI's python-socketio server accepts alike.
             answer = {**self.rec.connect_answer, "sid": uuid.uuid4().hex[:20]}
             with self.changed:
                 conn.connected = True

@@ -10,6 +10,7 @@ clock tells which: a wait that ended with an event moves no fake time.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import logging
 import threading
@@ -18,8 +19,10 @@ import pytest
 from invokeai_fake import CAPTURES, QUEUE, model_record
 
 from degrees37_imagegen import ConfigError, GeneratorTimeoutError, Progress
+from degrees37_imagegen.errors import JobCanceledError
 from degrees37_imagegen_invokeai import InvokeAIGenerator
-from degrees37_imagegen_invokeai._events import event_progress, parse_packet, socket_url
+from degrees37_imagegen_invokeai._events import socket_address
+from degrees37_imagegen_invokeai._messages import News, event_progress, event_update, read_event
 from degrees37_imagegen_invokeai.errors import QueueItemError
 
 SDXL_KEY = "5b5a8c1e-0000-4000-8000-00000000sdxl"
@@ -48,6 +51,11 @@ def runs_by_itself(fake):
     return fake
 
 
+def image_of(gen, image_id: str) -> str:
+    """The server's image name of a job (the job id is its queue item id)."""
+    return gen.image_info(image_id).extra["image_name"]
+
+
 def item_polls(fake, item_id: int) -> int:
     return fake.count("GET", f"{QUEUE}/i/{item_id}")
 
@@ -61,41 +69,53 @@ def recorded_frames() -> list[dict]:
 # -- the protocol, from the recorded frames ---------------------------------------------
 
 
-def test_socket_url_follows_base_url():
-    assert socket_url("http://127.0.0.1:9090") == (
-        "ws://127.0.0.1:9090/ws/socket.io/?EIO=4&transport=websocket"
-    )
-    assert socket_url("https://studio.example/invoke") == (
-        "wss://studio.example/invoke/ws/socket.io/?EIO=4&transport=websocket"
+def test_socket_address_follows_base_url():
+    assert socket_address("http://127.0.0.1:9090") == ("http://127.0.0.1:9090", "/ws/socket.io")
+    assert socket_address("https://studio.example/invoke/") == (
+        "https://studio.example",
+        "/invoke/ws/socket.io",
     )
 
 
-def test_recorded_frames_parse():
-    received = [f["text"] for f in recorded_frames()]
-    opened = parse_packet(received[0])
-    assert opened.eio_type == "0"
-    assert (opened.data["pingInterval"], opened.data["pingTimeout"]) == (25000, 20000)
-    connected = parse_packet(received[1])
-    assert (connected.eio_type, connected.sio_type, connected.namespace) == ("4", "0", "/")
-    ack = parse_packet(received[2])
-    assert (ack.sio_type, ack.ack_id, ack.data) == ("3", 0, [])
-    names = {parse_packet(t).data[0] for t in received if t.startswith("42")}
-    assert {"queue_item_status_changed", "invocation_started", "invocation_progress"} <= names
-    assert parse_packet("2") == parse_packet("2")  # a ping
-    assert parse_packet("2").eio_type == "2"
-    errors = json.loads((CAPTURES / "rec_socketio_handshake_errors.json").read_text())
-    frames = errors["answers"][-1]["namespace_and_errors"]
-    refused = parse_packet(frames[2]["text"])  # 44/nope,"Unable to connect"
-    assert (refused.sio_type, refused.namespace, refused.data) == (
-        "4",
-        "/nope",
-        "Unable to connect",
+def recorded_events() -> list[tuple[str, dict]]:
+    return [
+        tuple(json.loads(f["text"][2:])) for f in recorded_frames() if f["text"].startswith("42")
+    ]
+
+
+def test_recorded_events_say_whom_they_concern_and_when_to_look():
+    events = recorded_events()
+    ended = next(
+        d for n, d in events if n == "queue_item_status_changed" and d["status"] == "completed"
     )
-    assert parse_packet("not a packet") is None
+    assert read_event("queue_item_status_changed", ended) == [News(ended["item_id"], look=True)]
+    running = next(
+        d for n, d in events if n == "queue_item_status_changed" and d["status"] == "in_progress"
+    )
+    (news,) = read_event("queue_item_status_changed", running)
+    assert (news.item_id, news.look, news.event[0]) == (
+        running["item_id"],
+        False,
+        "queue_item_status_changed",
+    )
+    started = next(d for n, d in events if n == "invocation_started")
+    (news,) = read_event("invocation_started", started)
+    assert (news.item_id, news.look) == (started["item_id"], False)
+    complete = next(d for n, d in events if n == "invocation_complete")
+    assert read_event("invocation_complete", complete) == []  # nothing to report or to do
+    assert read_event("queue_cleared", {"queue_id": "default"}) == [News(None, look=True)]
+    assert read_event(
+        "queue_items_canceled", {"queue_id": "default", "canceled_item_ids": [3, 4]}
+    ) == [
+        News(3, look=True),
+        News(4, look=True),
+    ]
+    assert read_event("queue_item_status_changed", {**ended, "queue_id": "other"}) == []
+    assert read_event("invocation_started", None) == []
 
 
 def test_events_become_progress():
-    events = [json.loads(f["text"][2:]) for f in recorded_frames() if f["text"].startswith("42")]
+    events = recorded_events()
     started = next(d for n, d in events if n == "invocation_started" and d["item_id"] == 134)
     saving = next(d for n, d in events if n == "invocation_progress" and d["item_id"] == 134)
     progress = event_progress("invocation_started", started, steps=None, generator="g")
@@ -109,6 +129,22 @@ def test_events_become_progress():
     progress = event_progress("invocation_progress", denoising, steps=None, generator="g")
     assert (progress.step, progress.total) == (40, 100)
     assert event_progress("invocation_complete", started, steps=None, generator="g") is None
+
+
+def test_events_mean_job_states():
+    events = recorded_events()
+    running = next(
+        d for n, d in events if n == "queue_item_status_changed" and d["status"] == "in_progress"
+    )
+    assert (
+        event_update("queue_item_status_changed", running, steps=None, generator="g").status
+        == "running"
+    )
+    ended = {**running, "status": "completed"}
+    assert event_update("queue_item_status_changed", ended, steps=None, generator="g") is None
+    started = next(d for n, d in events if n == "invocation_started")
+    update = event_update("invocation_started", started, steps=None, generator="g")
+    assert (update.status, update.progress.stage) == ("running", "running")
 
 
 def test_events_must_be_true_or_false():
@@ -125,14 +161,14 @@ def test_completion_is_learned_from_the_event(fake, runs_by_itself, make_generat
     gen = make_generator(default_model="sdxl-base")
     name = gen.generate_image("a lighthouse", on_progress=seen.append)
 
-    assert name == fake.items[1].image_name
+    assert image_of(gen, name) == fake.items[1].image_name
     assert item_polls(fake, 1) == 2  # the first look, then one after the final event
     assert clock.slept == []  # no fake time passed: every wait ended with an event
     # Subscribed before the enqueue, so no event of the item could be missed.
     order = [path for _, path in fake.calls]
     assert order.index("subscribe_queue default") < order.index(f"{QUEUE}/enqueue_batch")
     stages = [p.stage for p in seen]
-    assert stages[:3] == ["submitted", "queued", "running"]
+    assert stages[:2] == ["submitted", "running"]
     steps = [(p.step, p.total) for p in seen if p.stage == "step"]
     assert steps == [(k, 30) for k in range(31)]  # the graph's 30 steps, from its events
     nodes = [p.node for p in seen if p.stage == "running" and p.node]
@@ -161,12 +197,12 @@ def test_queue_cleared_wakes_the_waiter(fake, make_generator, clock):
     gen = make_generator(default_model="sdxl-base")
 
     def clear_the_queue(progress: Progress) -> None:
-        if progress.stage == "queued":  # someone clears the queue: no per-item event
+        if progress.stage == "submitted":  # someone clears the queue: no per-item event
             with fake.lock:
                 fake.items.clear()
             fake.sio.emit("queue_cleared", {"timestamp": 0, "queue_id": "default", "user_id": None})
 
-    with pytest.raises(QueueItemError, match="deleted"):
+    with pytest.raises(JobCanceledError, match="deleted"):
         gen.generate_image("x", on_progress=clear_the_queue)
     assert clock.slept == []
 
@@ -211,20 +247,20 @@ def test_refused_socket_means_polling_as_before(fake, make_generator, clock, cap
     gen = make_generator(default_model="sdxl-base")
     with caplog.at_level(logging.WARNING):
         name = gen.generate_image("x")
-    assert name == fake.items[1].image_name
+    assert image_of(gen, name) == fake.items[1].image_name
     assert fake.sio.refused >= 1
     assert gen._events.live is False
-    assert clock.slept == pytest.approx([0.25, 0.01])  # pending, then fast once running
-    assert "HTTP 403" in caplog.text
+    assert item_polls(fake, 1) == 3  # pending, running, completed: polled on schedule
     assert "following queue items by polling" in caplog.text
 
 
 def test_no_socketio_server_at_all_means_polling(fake, socketio_server, make_generator, clock):
     socketio_server.stop()  # connection refused
     gen = make_generator(default_model="sdxl-base")
-    assert gen.generate_image("x") == fake.items[1].image_name
-    assert gen._events.last_error == "connection refused"
-    assert clock.slept == pytest.approx([0.25, 0.01])
+    assert image_of(gen, gen.generate_image("x")) == fake.items[1].image_name
+    assert gen._events.live is False
+    assert gen._events.failures >= 1
+    assert item_polls(fake, 1) == 3
 
 
 def test_events_off_opens_no_socket(fake, make_generator, clock):
@@ -232,15 +268,16 @@ def test_events_off_opens_no_socket(fake, make_generator, clock):
     gen.generate_image("x")
     assert fake.sio.connections == []
     assert gen._events is None
-    assert clock.slept == pytest.approx([0.25, 0.01])
+    assert item_polls(fake, 1) == 3
 
 
 def test_unacknowledged_subscription_means_polling(fake, make_generator, clock):
     fake.sio.ack_subscribe = False
     gen = make_generator(default_model="sdxl-base", timeout=0.2)
-    assert gen.generate_image("x") == fake.items[1].image_name
-    assert gen._events.last_error == "timed out"
-    assert clock.slept == pytest.approx([0.25, 0.01])
+    assert image_of(gen, gen.generate_image("x")) == fake.items[1].image_name
+    assert "timed out" in gen._events.last_error
+    assert gen._events.live is False
+    assert item_polls(fake, 1) == 3
 
 
 def test_socket_lost_before_the_final_event_completes_once(
@@ -249,14 +286,14 @@ def test_socket_lost_before_the_final_event_completes_once(
     fake.drop_instead_of = "completed"  # the final event is lost with the connection
     gen = make_generator(default_model="sdxl-base")
     name = gen.generate_image("x")
-    assert name == fake.items[1].image_name
+    assert image_of(gen, name) == fake.items[1].image_name
     assert fake.count("POST", f"{QUEUE}/enqueue_batch") == 1
     assert clock.slept == []  # the lost socket woke the waiter, which looked at once
     assert gen._events.drops == 1
 
     # It reconnects in the background; the next item is followed by events again.
     assert fake.sio.wait_until(lambda: gen._events.live and len(fake.sio.live) == 1)
-    assert gen.generate_image("y") == fake.items[2].image_name
+    assert image_of(gen, gen.generate_image("y")) == fake.items[2].image_name
     assert item_polls(fake, 2) == 2
     assert clock.slept == []
 
@@ -272,28 +309,41 @@ def test_socket_lost_while_running_falls_back_to_fast_polling(fake, make_generat
             fake.sio.drop()
             assert fake.sio.wait_until(lambda: not gen._events.live)
 
-    assert gen.generate_image("x", on_progress=cut_the_socket) == fake.items[1].image_name
+    polled: list[float] = []
+    poll = gen.poll_job
+    gen.poll_job = lambda ref: (polled.append(clock.now), poll(ref))[1]
+    name = gen.generate_image("x", on_progress=cut_the_socket)
+    assert image_of(gen, name) == fake.items[1].image_name
     assert fake.count("POST", f"{QUEUE}/enqueue_batch") == 1
-    # One slow poll while the socket was live, then the fast backoff.
-    assert clock.slept == pytest.approx([1.0, 0.01, 0.015])
+    gaps = [b - a for a, b in itertools.pairwise(polled)]
+    # A slow poll while the socket was live (an event would have said more), then the
+    # lost socket made it look at once, and polling went on the core's schedule.
+    assert gaps[0] >= 1.0
+    assert all(gap <= 0.1 + 1e-9 for gap in gaps[2:])
 
 
 def test_a_silent_server_is_given_up_and_reconnected(fake, make_generator):
-    fake.sio.ping_interval = fake.sio.ping_timeout = 50  # ms; and the fake never pings
+    fake.sio.ping_interval = fake.sio.ping_timeout = 100  # ms; and the fake never pings
     gen = make_generator(default_model="sdxl-base")
     gen._start_events()
-    assert fake.sio.wait_until(lambda: len(fake.sio.connections) >= 2)
+    assert fake.sio.wait_until(lambda: len(fake.sio.connections) >= 2, timeout=10)
     assert gen._events.drops >= 1
-    assert "no ping" in gen._events.last_error
 
 
-def test_pings_are_answered(fake, make_generator):
+def test_the_client_speaks_as_the_recording_shows(fake, make_generator):
     gen = make_generator(default_model="sdxl-base")
     assert gen._start_events().live
+    conn = fake.sio.connections[0]
+    assert conn.received[0].startswith("40")  # the namespace "/" ("40{}": no auth data)
+    assert conn.received[1].startswith("42")  # subscribe_queue, with an ack id
+    assert json.loads(conn.received[1].lstrip("0123456789")) == [
+        "subscribe_queue",
+        {"queue_id": "default"},
+    ]
+    assert conn.subscribed == ["default"]
     fake.sio.ping()
-    assert fake.sio.wait_until(lambda: fake.sio.connections[0].pongs == 1)
-    assert fake.sio.connections[0].received[-1] == "3"
-    assert fake.sio.wait_until(lambda: gen._events.pings_answered == 1)
+    assert fake.sio.wait_until(lambda: conn.pongs == 1)
+    assert conn.received[-1] == "3"
 
 
 # -- the rest of the generator's promises, with a live socket ---------------------------
@@ -304,10 +354,13 @@ def test_timeout_cancels_the_item_with_a_live_socket(fake, make_generator, clock
     clock.real_wait = 0
     gen = make_generator(default_model="sdxl-base", max_wait=5)
     start = clock.now
-    with pytest.raises(GeneratorTimeoutError, match="canceled it on the server"):
+    polled: list[float] = []
+    poll = gen.poll_job
+    gen.poll_job = lambda ref: (polled.append(clock.now), poll(ref))[1]
+    with pytest.raises(GeneratorTimeoutError, match="not done after 5s"):
         gen.generate_image("x")
     assert clock.now - start == pytest.approx(5)
-    assert clock.slept == pytest.approx([1.0] * 5)  # polled every second meanwhile
+    assert len(polled) == 5  # read about every second meanwhile (the event would say more)
     assert fake.items[1].status == "canceled"
     assert fake.count("PUT", f"{QUEUE}/i/1/cancel") == 1
     assert fake.count("POST", f"{QUEUE}/enqueue_batch") == 1
@@ -318,6 +371,7 @@ def test_close_stops_the_thread_and_a_later_call_reconnects(fake, runs_by_itself
     gen.generate_image("x")
     events = gen._events
     thread = events._thread
+    assert thread.is_alive()
     gen.close()
     assert not thread.is_alive()
     assert gen._events is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from invokeai_fake import QUEUE, model_record
 from PIL import Image
@@ -15,6 +17,7 @@ from degrees37_imagegen import (
     generate_to_file,
     read_png_text,
 )
+from degrees37_imagegen.errors import IncompleteImageError, JobCanceledError
 from degrees37_imagegen_invokeai.errors import InvokeAIRequestError, QueueItemError
 
 SDXL_KEY = "5b5a8c1e-0000-4000-8000-00000000sdxl"
@@ -123,9 +126,10 @@ def test_progress_reports_each_stage_once_in_order(fake, models, make_generator)
     events: list[Progress] = []
     gen = make_generator(default_model="sdxl-base")
     gen.generate_image("x", on_progress=events.append)
-    assert [e.stage for e in events] == ["submitted", "queued", "running"]
+    # A job starts queued, so the first change reported is "running".
+    assert [e.stage for e in events] == ["submitted", "running"]
     assert all(e.generator == "invokeai" for e in events)
-    assert "queue item 1" in events[0].message
+    assert "job 1" in events[0].message
 
 
 def test_generate_to_file_reports_the_whole_life_of_an_image(
@@ -135,7 +139,7 @@ def test_generate_to_file_reports_the_whole_life_of_an_image(
     gen = make_generator(default_model="sdxl-base")
     result = generate_to_file(gen, tmp_path / "a.png", "x", on_progress=events.append)
     stages = [e.stage for e in events]
-    assert stages == ["submitted", "queued", "running", "downloading", "done"]
+    assert stages == ["submitted", "running", "downloading", "done"]
     assert result.size == (1080, 1920)
     assert read_png_text(result.path)["imagegen:generated_size"] == "768x1344"
 
@@ -145,17 +149,25 @@ def test_pending_items_are_polled_gently_then_fast_once_running(
 ):
     fake.script = ["pending", "pending", "pending", "in_progress", "in_progress", "completed"]
     gen = make_generator(default_model="sdxl-base")
+    polled: list[float] = []
+    poll = gen.poll_job
+    gen.poll_job = lambda ref: (polled.append(clock.now), poll(ref))[1]
     gen.generate_image("x")
-    assert clock.slept == pytest.approx([0.25, 0.25, 0.25, 0.01, 0.015])
+    gaps = [b - a for a, b in itertools.pairwise(polled)]
+    assert len(polled) == 6  # each status seen once: no needless polls
+    assert all(gap >= 0.25 for gap in gaps[:3])  # waiting behind others: gently
+    # running: on the core's schedule, at most poll_interval apart
+    assert all(gap <= 0.1 + 1e-9 for gap in gaps[3:])
 
 
 def test_polling_starts_fast_and_is_capped(fake, models, make_generator, clock):
     fake.script = ["in_progress"] * 30 + ["completed"]
     gen = make_generator(default_model="sdxl-base", poll_interval=0.2)
     gen.generate_image("x")
-    assert clock.slept[0] == pytest.approx(0.01)
-    assert max(clock.slept) == pytest.approx(0.2)
-    assert clock.slept == sorted(clock.slept)
+    slept = [s for s in clock.slept if s > 0]
+    assert slept[0] == pytest.approx(0.01)
+    assert max(slept) == pytest.approx(0.2)
+    assert slept == sorted(slept)
 
 
 # -- failures -----------------------------------------------------------------------------
@@ -187,9 +199,8 @@ def test_failed_item_raises_invokeais_own_error(fake, make_generator):
 def test_item_canceled_by_someone_else(fake, models, make_generator):
     fake.script = ["in_progress", "canceled"]
     gen = make_generator(default_model="sdxl-base")
-    with pytest.raises(QueueItemError, match="canceled on the server") as caught:
+    with pytest.raises(JobCanceledError, match="canceled on the server"):
         gen.generate_image("x")
-    assert caught.value.status == "canceled"
 
 
 def test_item_deleted_while_waiting(fake, models, make_generator):
@@ -200,9 +211,8 @@ def test_item_deleted_while_waiting(fake, models, make_generator):
         if progress.stage == "submitted":
             del fake.items[1]  # someone clears the queue
 
-    with pytest.raises(QueueItemError, match="deleted") as caught:
+    with pytest.raises(JobCanceledError, match="queue item 1 was deleted"):
         gen.generate_image("x", on_progress=delete_it)
-    assert caught.value.status == "deleted"
 
 
 @pytest.mark.parametrize(
@@ -234,20 +244,27 @@ def test_waiting_longer_than_max_wait_cancels_the_item(fake, models, make_genera
     fake.script = ["in_progress"]
     gen = make_generator(default_model="sdxl-base", max_wait=30)
     start = clock.now
-    with pytest.raises(GeneratorTimeoutError, match="canceled it on the server"):
+    with pytest.raises(GeneratorTimeoutError, match="not done after 30s") as caught:
         gen.generate_image("x")
+    assert caught.value.work == "queued"
     assert fake.items[1].status == "canceled"
     assert fake.count("PUT", f"{QUEUE}/i/1/cancel") == 1
     assert fake.count("POST", f"{QUEUE}/enqueue_batch") == 1
     assert clock.now - start == pytest.approx(30)
 
 
-def test_item_finishing_as_it_is_canceled_is_used(fake, models, make_generator):
+def test_item_finishing_as_it_is_canceled_is_kept(fake, models, make_generator, tmp_path):
     fake.script = ["in_progress"]
     fake.complete_on_cancel = True
     gen = make_generator(default_model="sdxl-base", max_wait=5)
-    name = gen.generate_image("x")
-    assert name == fake.items[1].image_name
+    with pytest.raises(GeneratorTimeoutError):
+        gen.generate_image("x")
+    # The cancel came too late (InvokeAI leaves a finished item as it is): the job is
+    # not canceled, and its image can still be had.
+    job = gen.job("1")
+    assert job.status != "canceled"
+    job.save(tmp_path / "late.png")
+    assert job.info.extra["image_name"] == fake.items[1].image_name
 
 
 def test_follows_its_own_item_not_the_newest_one(fake, models, make_generator):
@@ -256,8 +273,9 @@ def test_follows_its_own_item_not_the_newest_one(fake, models, make_generator):
     fake.script = ["pending", "in_progress", "completed"]
     mine = gen.generate_image("mine")
     theirs = other.generate_image("theirs")
-    assert mine == fake.items[1].image_name
-    assert theirs == fake.items[2].image_name
+    assert (mine, theirs) == ("1", "2")  # queue item ids
+    assert gen.image_info(mine).extra["image_name"] == fake.items[1].image_name
+    assert other.image_info(theirs).extra["image_name"] == fake.items[2].image_name
     # Never looks at galleries or boards to find its image.
     assert not [c for c in fake.calls if "/images/?" in c[1] or "image_names" in c[1]]
 
@@ -310,21 +328,40 @@ def test_unsupported_base_points_to_graph_template(fake, make_generator):
         gen.generate_image("x")
 
 
-def test_download_of_a_missing_image_fails_cleanly(fake, make_generator, tmp_path):
-    gen = make_generator()
+def test_download_of_a_missing_image_fails_cleanly(fake, models, make_generator, tmp_path):
+    gen = make_generator(default_model="sdxl-base", keep_native_size=True)
+    image_id = gen.generate_image("x")
+    fake.images.clear()  # someone deleted the image on the server
     out = tmp_path / "out.png"
     with pytest.raises(InvokeAIRequestError) as caught:
-        gen.download_image("does-not-exist.png", out)
+        gen.download_image(image_id, out)
     assert caught.value.status_code == 404
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind
 
 
-def test_truncated_download_leaves_nothing_behind(fake, models, make_generator, tmp_path):
-    gen = make_generator(default_model="sdxl-base")
-    name = gen.generate_image("x")
+@pytest.mark.parametrize("keep_native_size", [False, True])
+def test_truncated_download_is_fetched_again(
+    fake, models, make_generator, tmp_path, keep_native_size
+):
+    gen = make_generator(default_model="sdxl-base", keep_native_size=keep_native_size)
+    image_id = gen.generate_image("x")
     fake.add_fault("download", "truncated")
     out = tmp_path / "out.png"
-    with pytest.raises(GeneratorError, match="not a whole image"):
-        gen.download_image(name, out)
+    gen.download_image(image_id, out)
+    with Image.open(out) as img:
+        img.load()
+    assert fake.count("POST", f"{QUEUE}/enqueue_batch") == 1  # fetched again, not generated
+
+
+@pytest.mark.parametrize("keep_native_size", [False, True])
+def test_truncated_download_leaves_nothing_behind(
+    fake, models, make_generator, tmp_path, keep_native_size
+):
+    gen = make_generator(default_model="sdxl-base", keep_native_size=keep_native_size)
+    image_id = gen.generate_image("x")
+    fake.add_fault("download", *["truncated"] * 10)
+    out = tmp_path / "out.png"
+    with pytest.raises(IncompleteImageError, match=r"not (a )?whole"):
+        gen.download_image(image_id, out)
     assert list(tmp_path.iterdir()) == []

@@ -10,13 +10,13 @@ import pytest
 from invokeai_fake import CAPTURES
 
 from degrees37_imagegen import (
-    ConfigError,
     GeneratorConnectionError,
     GeneratorError,
     GeneratorLimitError,
     GeneratorTimeoutError,
     InvalidRequestError,
 )
+from degrees37_imagegen.errors import AuthenticationError, ServerError
 from degrees37_imagegen_invokeai._http import (
     check_response,
     json_body,
@@ -24,7 +24,11 @@ from degrees37_imagegen_invokeai._http import (
     transport_error,
     was_not_sent,
 )
-from degrees37_imagegen_invokeai.errors import InvokeAIRequestError, InvokeAIServerError
+from degrees37_imagegen_invokeai.errors import (
+    InvokeAIAuthenticationError,
+    InvokeAIRequestError,
+    InvokeAIServerError,
+)
 
 REFUSED = sorted(
     Path(p).name
@@ -97,9 +101,11 @@ def response(status, body=None, headers=None):
 
 
 def test_status_codes_map_to_the_core_errors():
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(InvokeAIAuthenticationError) as caught:
         check_response(response(401, {"detail": "Authentication required"}), None)
-    assert caught.value.key == "token"
+    assert isinstance(caught.value, AuthenticationError)
+    assert isinstance(caught.value, ServerError)
+    assert (caught.value.status, caught.value.work) == (401, "not_sent")
     with pytest.raises(GeneratorLimitError) as limited:
         check_response(response(503, {"detail": "busy"}, {"retry-after": "7"}), None)
     assert limited.value.retry_after == 7.0
@@ -110,6 +116,12 @@ def test_status_codes_map_to_the_core_errors():
     with pytest.raises(InvokeAIServerError) as server:
         check_response(response(500, {"detail": "boom"}), None)
     assert (server.value.status_code, server.value.detail) == (500, "boom")
+    assert (server.value.status, server.value.body) == (500, "boom")
+    assert isinstance(server.value, ServerError)
+    with pytest.raises(InvokeAIRequestError) as refused:
+        check_response(response(404, {"detail": "Not found"}), None)
+    assert isinstance(refused.value, ServerError)
+    assert (refused.value.status, refused.value.work) == (404, "not_sent")
     check_response(response(200, {}), None)  # success: nothing
 
 
@@ -130,6 +142,7 @@ def test_transport_errors_and_whether_they_were_sent():
     refused = httpx.ConnectError("refused", request=request)
     error = transport_error(refused, "POST", "http://h/x", "g")
     assert isinstance(error, GeneratorConnectionError)
+    assert error.work == "not_sent"
     error.__cause__ = refused
     assert was_not_sent(error)
     for exc in (
@@ -137,6 +150,7 @@ def test_transport_errors_and_whether_they_were_sent():
         httpx.RemoteProtocolError("x", request=request),
     ):
         wrapped = transport_error(exc, "POST", "http://h/x", "g")
+        assert wrapped.work == "unknown"
         wrapped.__cause__ = exc
         assert not was_not_sent(wrapped)
     assert isinstance(

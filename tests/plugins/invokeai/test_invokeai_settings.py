@@ -17,6 +17,7 @@ from degrees37_imagegen import (
     GeneratorRegistry,
     UnknownSettingWarning,
 )
+from degrees37_imagegen.errors import AuthenticationError
 from degrees37_imagegen_invokeai import InvokeAIGenerator
 
 TOKEN = "s3cr3t-t0ken-value"
@@ -131,30 +132,33 @@ def test_token_is_sent_and_never_shown(fake, make_generator, caplog, tmp_path):
     assert TOKEN not in caplog.text
 
 
-def test_rejected_token_is_a_config_error_without_the_token(fake, make_generator):
+def test_rejected_token_is_an_authentication_error_without_the_token(fake, make_generator):
     # No capture has a 401; its detail is InvokeAI's own (auth_dependencies.py).
     # A route with the same pattern replaces the fake's, in place.
     fake.router.route(method="GET", path="/api/v2/models/").mock(
         return_value=httpx.Response(401, json={"detail": "Invalid or expired authentication token"})
     )
     gen = make_generator(default_model="x", token=TOKEN)
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(AuthenticationError) as caught:
         gen.generate_image("x")
-    assert caught.value.key == "token"
+    assert caught.value.status == 401
+    assert caught.value.generator == "invokeai"  # named by the core, not by hand
+    assert "check the token setting" in str(caught.value)
     assert "401" in str(caught.value)
+    assert TOKEN not in (caught.value.body or "")
     assert TOKEN not in str(caught.value)
 
 
 def test_close_closes_the_client_and_a_later_call_reopens(fake, make_generator):
     gen = make_generator()
     assert gen.test_connection()
-    client = gen._client
+    client = gen._api.client()
     gen.close()
     assert client.is_closed
     assert gen.test_connection()
     with gen:
         pass
-    assert gen._client is None
+    assert gen._api._client is None
 
 
 def test_registered_as_invokeai_without_importing_the_generator():

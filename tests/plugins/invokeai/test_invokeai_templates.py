@@ -261,8 +261,9 @@ def test_model_free_template_runs_without_models(fake, make_generator, blank_tem
     info = gen.image_info(name)
     assert (info.generated_width, info.generated_height, info.model) == (1080, 1920, None)
     assert info.extra["graph_template"] == "inline"
-    gen.download_image(name, tmp_path / "out.png")
-    assert (tmp_path / "out.png").read_bytes() == fake.images[name]  # no re-encoding
+    gen.job(name).save(tmp_path / "out.png", metadata=False)
+    image_name = info.extra["image_name"]
+    assert (tmp_path / "out.png").read_bytes() == fake.images[image_name]  # no re-encoding
 
 
 def test_template_output_of_another_size_is_fitted(fake, make_generator, tmp_path):

@@ -1,4 +1,8 @@
-"""Turning httpx failures and InvokeAI's error answers into the library's errors."""
+"""Turning httpx failures and InvokeAI's error answers into the library's errors (no I/O).
+
+Transport failures say in ``work`` whether the request reached the server: ``not_sent``
+when it cannot have (nothing to find or undo), ``unknown`` when the answer was lost.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,14 @@ from typing import Any
 import httpx
 
 from degrees37_imagegen.errors import (
-    ConfigError,
     GeneratorConnectionError,
     GeneratorError,
     GeneratorLimitError,
     GeneratorTimeoutError,
+    Work,
 )
 
-from .errors import InvokeAIRequestError, InvokeAIServerError
+from .errors import InvokeAIAuthenticationError, InvokeAIRequestError, InvokeAIServerError
 
 __all__ = [
     "NOT_SENT_ERRORS",
@@ -41,27 +45,34 @@ _MAX_MESSAGE = 160
 
 def was_not_sent(error: BaseException) -> bool:
     """Whether ``error`` (or the httpx error it wraps) happened before the request was sent."""
+    if isinstance(error, GeneratorError) and error.work == "not_sent":
+        return True
     cause = error if isinstance(error, httpx.HTTPError) else error.__cause__
     return isinstance(cause, NOT_SENT_ERRORS)
 
 
 def transport_error(
-    exc: httpx.HTTPError, method: str, url: str, generator: str | None
+    exc: httpx.HTTPError, method: str, url: str, generator: str | None = None
 ) -> GeneratorError:
     """The library error for an httpx transport failure (no answer from the server)."""
     what = f"{method} {url}"
+    work: Work = "not_sent" if isinstance(exc, NOT_SENT_ERRORS) else "unknown"
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
         return GeneratorConnectionError(
             f"cannot connect to InvokeAI for {what}: {exc or type(exc).__name__}",
             generator=generator,
+            work=work,
         )
     if isinstance(exc, httpx.TimeoutException):
         return GeneratorTimeoutError(
-            f"InvokeAI did not answer {what} in time ({type(exc).__name__})", generator=generator
+            f"InvokeAI did not answer {what} in time ({type(exc).__name__})",
+            generator=generator,
+            work=work,
         )
     return GeneratorConnectionError(
         f"connection to InvokeAI failed during {what}: {exc or type(exc).__name__}",
         generator=generator,
+        work=work,
     )
 
 
@@ -135,8 +146,12 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def check_response(response: httpx.Response, generator: str | None) -> None:
-    """Raise the library error for an InvokeAI error answer; do nothing on success."""
+def check_response(response: httpx.Response, generator: str | None = None) -> None:
+    """Raise the library error for an InvokeAI error answer; do nothing on success.
+
+    An error answer means the server handled the request and did not act on it: the
+    errors say ``work="not_sent"``, except a 5xx (it may have acted before failing).
+    """
     status = response.status_code
     if status < 400:
         return
@@ -145,16 +160,21 @@ def check_response(response: httpx.Response, generator: str | None) -> None:
     detail = _detail(response)
     what = f"{method} {path}"
     if status in (401, 403):
-        raise ConfigError(
+        raise InvokeAIAuthenticationError(
             f"InvokeAI refused {what} ({status}: {_shorten(str(detail))}); check the token setting",
-            key="token",
+            status_code=status,
+            method=method,
+            path=path,
+            detail=detail,
             generator=generator,
+            work="not_sent",
         )
     if status == 429 or status == 503:
         raise GeneratorLimitError(
             f"InvokeAI is busy ({status}) for {what}: {_shorten(str(detail))}",
             retry_after=_retry_after(response),
             generator=generator,
+            work="not_sent",
         )
     if status == 409:
         # InvokeAI answers 409 while image storage maintenance runs: worth retrying later.
@@ -162,10 +182,13 @@ def check_response(response: httpx.Response, generator: str | None) -> None:
             f"InvokeAI cannot serve {what} right now (409): {_shorten(str(detail))}",
             retry_after=_retry_after(response),
             generator=generator,
+            work="not_sent",
         )
     if status in (502, 504):
         raise GeneratorConnectionError(
-            f"a proxy in front of InvokeAI answered {status} to {what}", generator=generator
+            f"a proxy in front of InvokeAI answered {status} to {what}",
+            generator=generator,
+            work="unknown",
         )
     if status >= 500:
         raise InvokeAIServerError(
@@ -175,6 +198,7 @@ def check_response(response: httpx.Response, generator: str | None) -> None:
             path=path,
             detail=detail,
             generator=generator,
+            work="unknown",
         )
     summary = summarize_validation_errors(detail) if status == 422 else _shorten(str(detail))
     raise InvokeAIRequestError(
@@ -184,10 +208,11 @@ def check_response(response: httpx.Response, generator: str | None) -> None:
         path=path,
         detail=detail,
         generator=generator,
+        work="not_sent",
     )
 
 
-def json_body(response: httpx.Response, generator: str | None) -> Any:
+def json_body(response: httpx.Response, generator: str | None = None) -> Any:
     """The JSON body of a successful answer.
 
     InvokeAI answers unknown paths with its web UI's HTML page (status 200), so an answer

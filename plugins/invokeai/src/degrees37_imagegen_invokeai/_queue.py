@@ -1,63 +1,139 @@
-"""Reading queue items and model lists: pure decisions, no I/O."""
+"""Reading queue items and model lists: what an answer means, with no I/O.
+
+A queue item (``GET /api/v1/queue/default/i/{id}``) becomes a :class:`JobUpdate`: its
+status mapped to the core's, and, once it completed, the image its output node made.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from degrees37_imagegen.errors import GeneratorError
+from degrees37_imagegen.errors import GeneratorError, JobCanceledError
+from degrees37_imagegen.job import JobStatus, JobUpdate
 
 from ._settings import MODEL_FIELDS
 from .errors import QueueItemError
 
 __all__ = [
+    "STATUSES",
     "TERMINAL_STATUSES",
-    "PollSchedule",
+    "ItemFacts",
     "item_error",
+    "item_update",
+    "job_status",
     "match_model",
     "model_identifier",
     "result_image",
 ]
 
+#: InvokeAI's queue item statuses and the core's job statuses they mean.
+STATUSES: Mapping[str, JobStatus] = {
+    "pending": "queued",
+    "in_progress": "running",
+    "completed": "done",
+    "failed": "failed",
+    "canceled": "canceled",
+}
+
 #: Queue item statuses after which nothing changes any more.
 TERMINAL_STATUSES = frozenset({"completed", "failed", "canceled"})
 
 
-class PollSchedule:
-    """Delays between polls: start at ``first`` seconds, grow by ``growth``, cap at ``cap``.
+def job_status(status: Any) -> JobStatus:
+    """The core's status for an InvokeAI item status (an unknown one is taken as running:
+    the item exists, and polling goes on until it ends)."""
+    return STATUSES.get(str(status), "running")
 
-    InvokeAI spends about 0.6 s on even the smallest item, so polling fast at first costs
-    little and notices short items within tens of milliseconds; the cap bounds how late a
-    long item is noticed.
+
+class ItemFacts:
+    """What the generator knew when it enqueued the item, to read its answers with.
+
+    ``output_node`` is the node whose image is the result; ``model`` the model's name;
+    ``generated`` the size the graph generates at when known in advance; ``seed_used``
+    whether the graph takes the seed; ``extra`` goes into the image's metadata.
     """
 
-    def __init__(self, cap: float, first: float = 0.01, growth: float = 1.5) -> None:
-        self.cap = cap
-        self.growth = growth
-        self._next = min(first, cap)
+    def __init__(
+        self,
+        output_node: str,
+        *,
+        model: str | None = None,
+        generated: tuple[int, int] | None = None,
+        seed_used: bool = True,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.output_node = output_node
+        self.model = model
+        self.generated = generated
+        self.seed_used = seed_used
+        self.extra = dict(extra or {})
 
-    def next_delay(self) -> float:
-        """The delay before the next poll."""
-        delay = self._next
-        self._next = min(self.cap, self._next * self.growth)
-        return delay
+    @classmethod
+    def from_ref(cls, data: Mapping[str, Any], default_output: str) -> ItemFacts:
+        """The facts saved in a job reference's ``data`` (see :meth:`to_ref`)."""
+        generated = data.get("generated")
+        return cls(
+            str(data.get("output_node") or default_output),
+            model=data.get("model"),
+            generated=(int(generated[0]), int(generated[1])) if generated else None,
+            seed_used=bool(data.get("seed_used", True)),
+            extra=data.get("extra") or {},
+        )
+
+    def to_ref(self) -> dict[str, Any]:
+        """JSON-safe data for a job reference."""
+        return {
+            "output_node": self.output_node,
+            "model": self.model,
+            "generated": list(self.generated) if self.generated else None,
+            "seed_used": self.seed_used,
+            "extra": dict(self.extra),
+        }
 
 
-def item_error(item: Mapping[str, Any], generator: str | None) -> QueueItemError:
-    """The error for a queue item that ended ``failed`` or ``canceled``."""
+def item_update(item: Mapping[str, Any], facts: ItemFacts, generator: str | None) -> JobUpdate:
+    """What a queue item answer says about the job."""
+    status = job_status(item.get("status"))
+    if status == "done":
+        name, width, height = result_image(item, facts.output_node, generator)
+        generated = facts.generated
+        if generated is None and width and height:
+            generated = (width, height)
+        result: dict[str, Any] = {"image_name": name, "item_id": item.get("item_id")}
+        if width and height:
+            result["size"] = [width, height]
+        return JobUpdate(
+            "done",
+            result=result,
+            seed_used=facts.seed_used,
+            model=facts.model,
+            generated_size=generated,
+            extra={**facts.extra, "queue_item": item.get("item_id"), "image_name": name},
+        )
+    if status == "failed":
+        return JobUpdate("failed", error=item_error(item, generator))
+    if status == "canceled":
+        return JobUpdate(
+            "canceled",
+            error=JobCanceledError(
+                f"InvokeAI queue item {item.get('item_id')} was canceled on the server",
+                generator=generator,
+            ),
+        )
+    return JobUpdate(status)
+
+
+def item_error(item: Mapping[str, Any], generator: str | None = None) -> QueueItemError:
+    """The error for a queue item that ended ``failed``: InvokeAI's own reason."""
     item_id = int(item.get("item_id", -1))
-    status = str(item.get("status"))
     error_type = item.get("error_type")
     error_message = item.get("error_message")
-    if status == "failed":
-        reason = ": ".join(str(p) for p in (error_type, error_message) if p) or "no reason given"
-        message = f"InvokeAI queue item {item_id} failed: {reason}"
-    else:
-        message = f"InvokeAI queue item {item_id} was canceled on the server"
+    reason = ": ".join(str(p) for p in (error_type, error_message) if p) or "no reason given"
     return QueueItemError(
-        message,
+        f"InvokeAI queue item {item_id} failed: {reason}",
         item_id=item_id,
-        status=status,
+        status=str(item.get("status")),
         error_type=error_type,
         error_message=error_message,
         error_traceback=item.get("error_traceback"),
@@ -66,7 +142,7 @@ def item_error(item: Mapping[str, Any], generator: str | None) -> QueueItemError
 
 
 def result_image(
-    item: Mapping[str, Any], node_id: str, generator: str | None
+    item: Mapping[str, Any], node_id: str, generator: str | None = None
 ) -> tuple[str, int | None, int | None]:
     """The image name (and size) that ``node_id`` produced, from a completed item.
 
@@ -90,6 +166,7 @@ def result_image(
         f"InvokeAI queue item {item.get('item_id')} completed without an image from node "
         f"{node_id!r}",
         generator=generator,
+        work="ran",
     )
 
 

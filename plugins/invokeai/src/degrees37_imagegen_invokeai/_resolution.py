@@ -9,6 +9,7 @@ the multiple of 8 their latent space needs.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,8 @@ __all__ = [
     "SDXL_RESOLUTIONS",
     "fit_image",
     "fit_image_file",
+    "fit_png",
+    "fit_target",
     "round_to_multiple",
     "sdxl_resolution",
 ]
@@ -128,3 +131,42 @@ def fit_image_file(
             info.add_itxt(key, value)
         fitted.save(destination, format="PNG", pnginfo=info)
     return original_size
+
+
+def fit_target(
+    requested: tuple[int, int] | None, result_size: tuple[int, int] | None, keep_native: bool
+) -> tuple[str, tuple[int, int] | None]:
+    """How to fetch an image: ``("stream", None)`` as it is, ``("fit", size)`` scaled and
+    cropped to ``size``, or ``("check", size)`` read whole to learn its size first."""
+    if keep_native or requested is None:
+        return "stream", None
+    if result_size is None:
+        return "check", requested
+    if result_size == requested:
+        return "stream", None
+    return "fit", requested
+
+
+def fit_png(data: bytes, width: int, height: int) -> bytes:
+    """``data`` (an image) fitted to ``width`` x ``height`` as a PNG; ``data`` itself when it
+    has that size already.
+
+    The source's text chunks (InvokeAI's own metadata) are kept, and
+    ``imagegen:resized_from`` says the size it had.
+    """
+    from PIL import Image as PILImage
+    from PIL import PngImagePlugin
+
+    with PILImage.open(io.BytesIO(data)) as img:
+        img.load()
+        if img.size == (width, height):
+            return data
+        chunks = {str(k): str(v) for k, v in getattr(img, "text", {}).items()}
+        chunks["imagegen:resized_from"] = f"{img.size[0]}x{img.size[1]}"
+        fitted = fit_image(img, width, height)
+        info = PngImagePlugin.PngInfo()
+        for key, value in chunks.items():
+            info.add_itxt(key, value)
+        out = io.BytesIO()
+        fitted.save(out, format="PNG", pnginfo=info)
+    return out.getvalue()

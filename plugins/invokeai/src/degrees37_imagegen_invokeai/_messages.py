@@ -1,0 +1,109 @@
+"""What InvokeAI's socket.io events mean for a job, with no I/O.
+
+InvokeAI pushes queue events over Socket.IO at ``/ws/socket.io`` once a client emits
+``subscribe_queue {"queue_id": "default"}`` (recorded from a real 6.14.2 in
+``tests/plugins/invokeai/captures/rec_socketio_*.json``). Each event names its
+``item_id``; :func:`read_event` says which items it concerns and whether they may have
+ended (then the item is read over HTTP, the source of truth), and :func:`event_update`
+what a progress event means as a :class:`JobUpdate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from degrees37_imagegen.job import JobUpdate
+from degrees37_imagegen.progress import Progress
+
+from ._queue import TERMINAL_STATUSES, job_status
+
+__all__ = ["QUEUE_ID", "News", "event_progress", "event_update", "read_event"]
+
+#: The queue this plugin uses (InvokeAI has only ``default``).
+QUEUE_ID = "default"
+#: Events that carry news for the user about a running item.
+_PROGRESS_EVENTS = frozenset(
+    {"queue_item_status_changed", "invocation_started", "invocation_progress"}
+)
+
+
+@dataclass(frozen=True)
+class News:
+    """What one event says about one item (``item_id`` ``None``: about every item).
+
+    ``look``: the item may have ended, read it now. ``event``: the event to turn into a
+    progress report, if it is one.
+    """
+
+    item_id: int | None
+    look: bool = False
+    event: tuple[str, Mapping[str, Any]] | None = None
+
+
+def read_event(name: str, payload: Any) -> list[News]:
+    """The news in one event: for whom, and whether to look at the item now."""
+    if not isinstance(payload, Mapping):
+        return []
+    if payload.get("queue_id", QUEUE_ID) != QUEUE_ID:
+        return []
+    if name == "queue_cleared":
+        return [News(None, look=True)]  # items are deleted without a status change
+    if name == "queue_items_canceled":
+        ids = payload.get("canceled_item_ids")
+        if not isinstance(ids, list) or not ids:
+            return [News(None, look=True)]  # another user's view: no ids, everyone looks
+        return [News(i, look=True) for i in ids if _is_id(i)]
+    item_id = payload.get("item_id")
+    if not _is_id(item_id):
+        return []
+    ended = name == "queue_item_status_changed" and payload.get("status") in TERMINAL_STATUSES
+    if ended:
+        return [News(item_id, look=True)]
+    if name in _PROGRESS_EVENTS:
+        return [News(item_id, event=(name, payload))]
+    return []  # e.g. invocation_complete: nothing to report, nothing to look at
+
+
+def event_update(
+    name: str, data: Mapping[str, Any], *, steps: int | None, generator: str | None
+) -> JobUpdate | None:
+    """The job's state that a progress event means (it is running, or still queued)."""
+    if name == "queue_item_status_changed":
+        status = job_status(data.get("status"))
+        return JobUpdate(status) if status in ("queued", "running") else None
+    progress = event_progress(name, data, steps=steps, generator=generator)
+    return JobUpdate("running", progress=progress) if progress is not None else None
+
+
+def event_progress(
+    name: str, data: Mapping[str, Any], *, steps: int | None, generator: str | None
+) -> Progress | None:
+    """The progress report an event about our item means, if any.
+
+    ``invocation_started`` is the node that runs now; ``invocation_progress`` with a
+    ``percentage`` (0..1, denoising) becomes a step of ``steps`` (or of 100 when the
+    number of steps is not known); without one (e.g. ``Saving image``) it is a message.
+    """
+    source = data.get("invocation_source_id")
+    invocation = data.get("invocation")
+    node_type = invocation.get("type") if isinstance(invocation, Mapping) else None
+    node = str(source) if source is not None else (str(node_type) if node_type else None)
+    if name == "invocation_started":
+        message = str(node_type) if node_type and node_type != node else "started"
+        return Progress("running", message, node=node, generator=generator)
+    if name != "invocation_progress":
+        return None
+    text = str(data.get("message") or "")
+    percentage = data.get("percentage")
+    if isinstance(percentage, (int, float)) and not isinstance(percentage, bool):
+        total = steps if steps and steps > 0 else 100
+        step = min(total, max(0, round(float(percentage) * total)))
+        message = f"{text} step {step}/{total}".strip()
+        return Progress("step", message, step=step, total=total, node=node, generator=generator)
+    return Progress("running", text or "working", node=node, generator=generator)
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

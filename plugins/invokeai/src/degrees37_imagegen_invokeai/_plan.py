@@ -1,0 +1,224 @@
+"""What to send for one image: the graph, the batch and what to remember, with no I/O.
+
+The generator looks up what a request names (style preset, model, board) on the server,
+then :func:`plan_image` decides everything else from the request and the settings, and
+:func:`enqueue_body` wraps the graph for ``POST /api/v1/queue/default/enqueue_batch``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from degrees37_imagegen.errors import InvalidRequestError
+from degrees37_imagegen.request import ImageRequest
+
+from ._graphs import (
+    OUTPUT_NODE,
+    SDXL_BASES,
+    SUPPORTED_BASES,
+    GraphRequest,
+    build_enqueue_body,
+    build_text_to_image,
+)
+from ._queue import ItemFacts, model_identifier
+from ._resolution import round_to_multiple, sdxl_resolution
+from ._settings import FALLBACK_CFG_SCALE, FALLBACK_SCHEDULER, FALLBACK_STEPS, check_sampling
+from ._templates import GraphTemplate
+
+__all__ = [
+    "ORIGIN",
+    "PER_CALL",
+    "Lookups",
+    "Plan",
+    "enqueue_body",
+    "is_ours",
+    "model_of",
+    "new_destination",
+    "plan_image",
+    "request_from_item",
+    "requested_size",
+    "sampling",
+]
+
+#: The ``origin`` of every batch this plugin enqueues; destinations start with it too.
+ORIGIN = "degrees37-imagegen"
+#: Options of ``submit``/``generate_image`` that override a setting for one image.
+PER_CALL = frozenset({"model", "style_preset", "steps", "cfg_scale", "scheduler", "board_name"})
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """What the server told about the names a request uses (found by the generator).
+
+    ``prompts`` are the prompts after the style preset (``None``: no preset); ``model`` the
+    model record (``None`` for a template without a model); ``board_id`` the board's id.
+    """
+
+    prompts: tuple[str, str] | None = None
+    model: Mapping[str, Any] | None = None
+    board_id: str | None = None
+
+
+@dataclass
+class Plan:
+    """One image's graph, its batch ``data``, and what to read its answers with."""
+
+    graph: dict[str, Any]
+    data: list[list[dict[str, Any]]] | None
+    facts: ItemFacts
+    #: The sampler steps, when known: denoising progress is reported in steps of it.
+    steps: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def sampling(
+    options: Mapping[str, Any], config: Mapping[str, Any]
+) -> tuple[int | None, float | None, str | None]:
+    """Steps, CFG scale and scheduler for one image (per-call options over settings)."""
+    return check_sampling(
+        options.get("steps", config["steps"]),
+        options.get("cfg_scale", config["cfg_scale"]),
+        options.get("scheduler", config["scheduler"]),
+        config=False,
+    )
+
+
+def plan_image(
+    request: ImageRequest,
+    config: Mapping[str, Any],
+    template: GraphTemplate | None,
+    found: Lookups,
+) -> Plan:
+    """The graph for ``request`` (the built-in SDXL/SD 1.x one, or the template's)."""
+    options = request.options
+    steps, cfg_scale, scheduler = sampling(options, config)
+    extra: dict[str, Any] = {}
+    positive, negative = request.prompt, request.negative_prompt
+    if found.prompts is not None:
+        positive, negative = found.prompts
+        preset = options.get("style_preset", config["style_preset"])
+        extra.update(style_preset=preset, invokeai_prompt=positive)
+        extra["invokeai_negative_prompt"] = negative
+    board_name = options.get("board_name", config["board_name"])
+    if board_name:
+        extra["board"] = board_name
+    model = model_identifier(found.model) if found.model is not None else None
+    model_name = str(model["name"]) if model else None
+
+    if template is not None:
+        values = {
+            "prompt": positive,
+            "negative_prompt": negative,
+            "width": request.width,
+            "height": request.height,
+            "seed": request.seed,
+            "steps": steps or FALLBACK_STEPS,
+            "cfg_scale": cfg_scale or FALLBACK_CFG_SCALE,
+            "scheduler": scheduler or FALLBACK_SCHEDULER,
+            "model": model,
+        }
+        extra["graph_template"] = template.source
+        graph = template.render(values, found.board_id)
+        uses = template.placeholders
+        facts = ItemFacts(  # the generated size is known only from the result
+            template.output_node, model=model_name, seed_used="seed" in uses, extra=extra
+        )
+        used_steps = (steps or FALLBACK_STEPS) if "steps" in uses else None
+        return Plan(graph, None, facts, used_steps, extra)
+
+    if model is None or found.model is None:
+        raise InvalidRequestError("no model for the built-in graphs")
+    base = model["base"]
+    if base not in SUPPORTED_BASES:
+        raise InvalidRequestError(
+            f"model {model['name']!r} is a {base!r} model; the built-in graphs support "
+            f"{', '.join(sorted(SUPPORTED_BASES))} (a graph_template can run others)"
+        )
+    defaults = found.model.get("default_settings") or {}
+    steps = steps or defaults.get("steps") or FALLBACK_STEPS
+    cfg_scale = cfg_scale or defaults.get("cfg_scale") or FALLBACK_CFG_SCALE
+    scheduler = scheduler or defaults.get("scheduler") or FALLBACK_SCHEDULER
+    if base in SDXL_BASES and config["map_sdxl_resolution"]:
+        generated = sdxl_resolution(request.width, request.height)
+    else:
+        generated = (round_to_multiple(request.width), round_to_multiple(request.height))
+    graph, data = build_text_to_image(
+        GraphRequest(
+            positive_prompt=positive,
+            negative_prompt=negative,
+            width=generated[0],
+            height=generated[1],
+            seed=request.seed,
+            steps=int(steps),
+            cfg_scale=float(cfg_scale),
+            scheduler=str(scheduler),
+            model=model,
+            board_id=found.board_id,
+            vae_fp32=defaults.get("vae_precision") == "fp32",
+        )
+    )
+    extra.update(steps=steps, cfg_scale=cfg_scale, scheduler=scheduler)
+    facts = ItemFacts(OUTPUT_NODE, model=model_name, generated=generated, extra=extra)
+    return Plan(graph, data, facts, int(steps), extra)
+
+
+def new_destination(width: int, height: int) -> str:
+    """A destination unique to one request: it finds the item again if the enqueue's answer
+    is lost (``list_all?destination=``), instead of enqueuing a second image. It also says
+    the requested size, so that a job found by its item id alone is fitted to it."""
+    return f"{ORIGIN}:{uuid.uuid4().hex}:{width}x{height}"
+
+
+def requested_size(destination: Any) -> tuple[int, int] | None:
+    """The requested size that :func:`new_destination` put in ``destination``, if any."""
+    size = str(destination or "").rsplit(":", 1)[-1]
+    width, x, height = size.partition("x")
+    if x and width.isdigit() and height.isdigit():
+        return int(width), int(height)
+    return None
+
+
+def request_from_item(item: Mapping[str, Any]) -> ImageRequest:
+    """The request of one of our queue items, as far as the item tells it (the prompts and
+    seed of a built-in graph; the size from the destination)."""
+    values = {
+        str(v.get("node_path")): v.get("value")
+        for v in item.get("field_values") or []
+        if isinstance(v, Mapping)
+    }
+    width, height = requested_size(item.get("destination")) or (0, 0)
+    seed = values.get("seed")
+    return ImageRequest(
+        prompt=str(values.get("positive_prompt") or ""),
+        negative_prompt=str(values.get("negative_prompt") or ""),
+        width=width,
+        height=height,
+        seed=seed if isinstance(seed, int) else 0,
+    )
+
+
+def model_of(graph: Any) -> str | None:
+    """The name of the model a graph loads, if any."""
+    nodes = graph.get("nodes") if isinstance(graph, Mapping) else None
+    for node in (nodes or {}).values():
+        model = node.get("model") if isinstance(node, Mapping) else None
+        if isinstance(model, Mapping) and model.get("name"):
+            return str(model["name"])
+    return None
+
+
+def enqueue_body(plan: Plan, destination: str) -> dict[str, Any]:
+    """The body of ``POST .../enqueue_batch`` for one run of ``plan``."""
+    return build_enqueue_body(plan.graph, plan.data, origin=ORIGIN, destination=destination)
+
+
+def is_ours(item: Mapping[str, Any], destination: str | None = None) -> bool:
+    """Whether queue ``item`` was enqueued by this plugin (by the request of ``destination``,
+    when given): never follow, cancel or download another client's item."""
+    found = item.get("destination")
+    if destination is not None:
+        return found == destination
+    return item.get("origin") == ORIGIN and str(found or "").startswith(ORIGIN + ":")

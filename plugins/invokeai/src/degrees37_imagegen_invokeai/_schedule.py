@@ -1,0 +1,52 @@
+"""When to read a queue item again, and when to retry the socket: decisions, no I/O.
+
+Polling the item is the source of truth; events only make it sooner. An item waiting
+behind others is read gently (it must start before it can end); while socket.io events
+are live, an event says when to look, so the item is read only now and then in case an
+event was lost; otherwise it is read on the core's schedule (fast at first, then every
+``poll_interval``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["EVENTS_POLL", "PENDING_POLL", "RECONNECT_DELAYS", "PollState", "reconnect_delay"]
+
+#: Seconds between reads of an item still waiting behind others.
+PENDING_POLL = 0.25
+#: Seconds between reads of an item while socket.io events are live.
+EVENTS_POLL = 1.0
+#: Delays before retrying a socket that could not connect (then the last one, repeated).
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+
+@dataclass
+class PollState:
+    """What the generator knows of one item between two reads of it."""
+
+    #: The item's core status at the last read (``None``: never read).
+    status: str | None = None
+    #: When it was last read (the generator's clock).
+    polled_at: float = 0.0
+
+    def due(self, now: float, *, events_live: bool, look: bool, poll_interval: float) -> bool:
+        """Whether to read the item now."""
+        if self.status is None or look:
+            return True
+        since = now - self.polled_at
+        if events_live:
+            return since >= max(EVENTS_POLL, poll_interval)
+        if self.status == "queued":
+            return since >= max(PENDING_POLL, poll_interval)
+        return True  # running: the core's poll delay is the schedule
+
+    def polled(self, now: float, status: str) -> None:
+        """Note a read of the item."""
+        self.status = status
+        self.polled_at = now
+
+
+def reconnect_delay(failures: int) -> float:
+    """Seconds to wait after ``failures`` failed attempts in a row to open the socket."""
+    return RECONNECT_DELAYS[min(max(failures, 1), len(RECONNECT_DELAYS)) - 1]
