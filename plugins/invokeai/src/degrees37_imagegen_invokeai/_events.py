@@ -41,9 +41,23 @@ _MAX_QUEUED = 512
 _HEALTHY = 10.0
 #: How long closing waits for the socket's reader thread to end (seconds).
 _CLOSE_WAIT = 5.0
-#: python-socketio and python-engineio log the URL they connect to (it may hold a password):
-#: hide secrets before any handler sees them.
-_SIO_LOG = RedactingLogger(logging.getLogger(__name__ + ".socketio"))
+
+
+class _LibraryLog(RedactingLogger):
+    """The log of python-socketio and python-engineio, one level quieter.
+
+    They log every packet and event at INFO and a dropped socket at WARNING; this module
+    says what matters (events lost, back) itself. They also log the URL they connect to
+    (it may hold a password): secrets are hidden before any handler sees them.
+    """
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        """Log at DEBUG what the libraries say at INFO, at INFO what they warn of."""
+        quieter = {logging.INFO: logging.DEBUG, logging.WARNING: logging.INFO}.get(level, level)
+        super().log(quieter, msg, *args, **kwargs)
+
+
+_SIO_LOG = _LibraryLog(logging.getLogger(__name__ + ".socketio"))
 
 
 class _InOrderEngineIO(engineio.Client):  # type: ignore[misc]

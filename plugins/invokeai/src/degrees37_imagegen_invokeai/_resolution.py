@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -21,6 +21,7 @@ __all__ = [
     "SDXL_RESOLUTIONS",
     "fit_image",
     "fit_image_file",
+    "as_size",
     "fit_png",
     "fit_target",
     "round_to_multiple",
@@ -131,6 +132,13 @@ def fit_image_file(
             info.add_itxt(key, value)
         fitted.save(destination, format="PNG", pnginfo=info)
     return original_size
+
+
+def as_size(value: Any) -> tuple[int, int] | None:
+    """A ``[width, height]`` from JSON as a size, or ``None``."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    return None
 
 
 def fit_target(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from degrees37_imagegen.job import JobStatus
+
 __all__ = ["EVENTS_POLL", "PENDING_POLL", "RECONNECT_DELAYS", "PollState", "reconnect_delay"]
 
 #: Seconds between reads of an item still waiting behind others.
@@ -26,7 +28,7 @@ class PollState:
     """What the generator knows of one item between two reads of it."""
 
     #: The item's core status at the last read (``None``: never read).
-    status: str | None = None
+    status: JobStatus | None = None
     #: When it was last read (the generator's clock).
     polled_at: float = 0.0
 
@@ -41,7 +43,7 @@ class PollState:
             return since >= max(PENDING_POLL, poll_interval)
         return True  # running: the core's poll delay is the schedule
 
-    def polled(self, now: float, status: str) -> None:
+    def polled(self, now: float, status: JobStatus) -> None:
         """Note a read of the item."""
         self.status = status
         self.polled_at = now

@@ -13,10 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections import OrderedDict, deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 import httpx
 
@@ -35,10 +33,11 @@ from degrees37_imagegen.request import ImageRequest
 
 from ._api import QUEUE, InvokeAIAPI
 from ._catalog import Catalog
-from ._events import ItemWatch, QueueEvents
+from ._events import QueueEvents
+from ._follow import Follow, Follows, wait_for_news
 from ._graphs import OUTPUT_NODE
 from ._http import was_not_sent
-from ._messages import QUEUE_ID, event_update
+from ._messages import QUEUE_ID
 from ._plan import (
     PER_CALL,
     Lookups,
@@ -53,42 +52,17 @@ from ._plan import (
 )
 from ._presets import apply_style_preset
 from ._queue import TERMINAL_STATUSES, ItemFacts, item_update
-from ._resolution import fit_png, fit_target
-from ._schedule import PollState
+from ._resolution import as_size, fit_png, fit_target
 from ._settings import DEFAULT_SETTINGS, validate_settings
 from ._templates import GraphTemplate
 from .errors import InvokeAIHTTPError
 
-__all__ = ["EventClock", "InvokeAIGenerator"]
+__all__ = ["InvokeAIGenerator"]
 
 log = logging.getLogger(__name__)
 
 #: At most this long (or ``timeout``, if shorter) to open the socket.io connection.
 _EVENTS_OPEN_TIMEOUT = 10.0
-
-
-@runtime_checkable
-class EventClock(Protocol):
-    """A clock that also waits for a :class:`threading.Event` (a test's fake clock moves its
-    time instead of waiting when no event comes). The system clock waits for real."""
-
-    def monotonic(self) -> float: ...  # noqa: D102 (as Clock)
-
-    def sleep(self, seconds: float) -> None: ...  # noqa: D102 (as Clock)
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        """Wait up to ``seconds`` for ``event``; whether it was set."""
-
-
-@dataclass
-class _Follow:
-    """What the generator keeps about a job it waits for, between two ``wait_job`` calls."""
-
-    watch: ItemWatch | None
-    steps: int | None
-    poll: PollState = field(default_factory=PollState)
-    pending: deque[JobUpdate] = field(default_factory=deque)
-    look: bool = False
 
 
 class _Reached(Exception):
@@ -135,8 +109,7 @@ class InvokeAIGenerator(BaseImageGenerator):
         self._template: GraphTemplate | None = None
         self._events: QueueEvents | None = None
         self._events_lock = threading.Lock()
-        self._follows: OrderedDict[str, _Follow] = OrderedDict()
-        self._follows_lock = threading.Lock()
+        self._follows = Follows(self.max_image_records)
         #: The server's version, once :meth:`test_connection` has read it.
         self.server_version: str | None = None
         super().__init__(config, name=name, clock=clock, transport=transport)
@@ -235,32 +208,21 @@ class InvokeAIGenerator(BaseImageGenerator):
         else:
             facts = ItemFacts.from_ref(ref.data, self._output_node())
             update = item_update(item, facts, self.name)
-        follow = self._follow(ref, create=False)
+        follow = self._follows.get(ref.id)
         if follow is not None:
             follow.poll.polled(self.clock.monotonic(), update.status)
         if update.status in ("done", "failed", "canceled"):
-            self._unfollow(ref.id)
+            self._follows.drop(ref.id)
         return update
 
     def wait_job(self, ref: JobRef, timeout: float) -> JobUpdate:
         """Wait up to ``timeout`` for news of the item: an event about it ends the wait early;
         the item is read over HTTP when an event says it may have ended, or when it is due."""
-        follow = self._follow(ref, create=True)
-        assert follow is not None
-        if not follow.pending:
-            self._take(follow)
-        if not follow.pending and not follow.look:
-            watch, live = follow.watch, self._events_live()
-            if timeout <= 0:
-                pass
-            elif watch is not None and live:
-                if isinstance(self.clock, EventClock):
-                    self.clock.wait(watch.wake, timeout)
-                else:
-                    watch.wake.wait(timeout)
-            else:
-                self.clock.sleep(timeout)
-            self._take(follow)
+        follow = self._follow(ref)
+        follow.take(self.name)
+        if not follow.has_news:
+            wait_for_news(self.clock, follow, timeout, self._events_live())
+            follow.take(self.name)
         if follow.pending:
             return follow.pending.popleft()
         due = follow.poll.due(
@@ -272,15 +234,15 @@ class InvokeAIGenerator(BaseImageGenerator):
         if due:
             follow.look = False
             return self.poll_job(ref)
-        return JobUpdate(follow.poll.status or "queued")  # type: ignore[arg-type]
+        return JobUpdate(follow.poll.status or "queued")
 
     def fetch_image(self, ref: JobRef, result: Mapping[str, Any]) -> ImageData:
         """Stream the image, or, when it was generated at another size than requested (SDXL),
         read it whole and fit it (unless ``keep_native_size``)."""
         name = str(result["image_name"])
-        requested = _size(ref.data.get("size")) or requested_size(ref.data.get("destination"))
+        requested = as_size(ref.data.get("size")) or requested_size(ref.data.get("destination"))
         how, size = fit_target(
-            requested, _size(result.get("size")), bool(self.config["keep_native_size"])
+            requested, as_size(result.get("size")), bool(self.config["keep_native_size"])
         )
         if how == "stream" or size is None:
             return self._api.stream_image(name, self.name)
@@ -306,7 +268,7 @@ class InvokeAIGenerator(BaseImageGenerator):
         answer = self.retrying(self._api.call, "PUT", f"{QUEUE}/i/{ref.id}/cancel")
         acted = isinstance(answer, dict) and answer.get("status") == "canceled"
         if acted:
-            self._unfollow(ref.id)
+            self._follows.drop(ref.id)
         return acted
 
     def job_for_id(self, image_id: str) -> ImageJob:
@@ -493,42 +455,11 @@ class InvokeAIGenerator(BaseImageGenerator):
         events = self._events
         return events is not None and events.live
 
-    def _follow(self, ref: JobRef, *, create: bool) -> _Follow | None:
-        with self._follows_lock:
-            follow = self._follows.get(ref.id)
-        if follow is not None or not create:
+    def _follow(self, ref: JobRef) -> Follow:
+        follow = self._follows.get(ref.id)
+        if follow is not None:
             return follow
         events = self._start_events()
         watch = events.watch(int(ref.id)) if events is not None and ref.id.isdigit() else None
         steps = ref.data.get("steps")
-        follow = _Follow(watch, steps if isinstance(steps, int) else None)
-        with self._follows_lock:
-            self._follows[ref.id] = follow
-            while len(self._follows) > self.max_image_records:
-                _, old = self._follows.popitem(last=False)
-                if old.watch is not None:
-                    old.watch.close()
-        return follow
-
-    def _unfollow(self, item_id: str) -> None:
-        with self._follows_lock:
-            follow = self._follows.pop(item_id, None)
-        if follow is not None and follow.watch is not None:
-            follow.watch.close()
-
-    def _take(self, follow: _Follow) -> None:
-        """Move what the socket said into ``follow``: progress to report, or "look now"."""
-        if follow.watch is None:
-            return
-        events, look = follow.watch.take()
-        follow.look = follow.look or look
-        for name, data in events:
-            update = event_update(name, data, steps=follow.steps, generator=self.name)
-            if update is not None:
-                follow.pending.append(update)
-
-
-def _size(value: Any) -> tuple[int, int] | None:
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return int(value[0]), int(value[1])
-    return None
+        return self._follows.add(ref.id, Follow(watch, steps if isinstance(steps, int) else None))
