@@ -164,6 +164,8 @@ class FakeInvokeAI:
         self.faults: dict[str, list[str]] = {}
         #: Answer the next enqueue with this captured 422 instead of queuing.
         self.reject_next_enqueue: str | None = None
+        #: The items a cancel request canceled, in order.
+        self.canceled: list[int] = []
         #: Let an item finish just as it is canceled (the race at the end of max_wait).
         self.complete_on_cancel = False
         #: The socket.io endpoint, when one is attached.
@@ -383,6 +385,7 @@ class FakeInvokeAI:
             # InvokeAI leaves a finished item as it is.
             if item.status not in ("completed", "failed", "canceled"):
                 item.status = "canceled"
+                self.canceled.append(item.item_id)
                 self._emit_status(item)
             return self.captures.response(
                 "queue_item_cancel_pending.json", body=self._item_body(item)
