@@ -136,8 +136,11 @@ def test_model_free_template_makes_a_real_image_on_the_board(make, server, tmp_p
     completed = datetime.strptime(item["completed_at"], "%Y-%m-%d %H:%M:%S.%f")
     board_id = gen.board_id(BOARD)
     on_board = server.get(f"/api/v1/boards/{board_id}/image_names").json()
-    assert result.image_id in on_board
-    say(f"image {result.image_id} {size[0]}x{size[1]} seed {info.seed}, {elapsed:.2f}s in all")
+    image_name = info.extra["image_name"]
+    assert image_name in on_board
+    assert result.image_id == str(info.extra["queue_item"])  # a job's id is its queue item
+    say(f"job {result.image_id}: image {image_name} {size[0]}x{size[1]} seed {info.seed}, "
+        f"{elapsed:.2f}s in all")  # fmt: skip
     say(f"stages: {' > '.join(stages)}")
     say(f"on board {BOARD!r} ({board_id}); server completed at {item['completed_at']}")
     say(f"completion noticed {(noticed - completed).total_seconds() * 1000:.0f} ms later")
@@ -162,14 +165,14 @@ def _follow_five(gen: InvokeAIGenerator, server: httpx.Client) -> tuple[list[flo
     """Make five small images; return ms from completed_at to the return, and the GETs of
     each queue item."""
     polls: list[int] = []
-    call = gen._call
+    call = gen._api.call
 
     def counting(method: str, path: str, **kwargs: object) -> object:
         if method == "GET" and path.startswith("/api/v1/queue/default/i/"):
             polls.append(int(path.rsplit("/", 1)[1]))
         return call(method, path, **kwargs)
 
-    gen._call = counting  # type: ignore[method-assign]
+    gen._api.call = counting  # type: ignore[method-assign]
     delays, counts = [], []
     for _ in range(5):
         name = gen.generate_image("x", width=512, height=512)
@@ -217,10 +220,11 @@ def test_socket_cut_mid_item_reconnects_and_enqueues_once(make, server):
     cut = threading.Event()
 
     def cut_on_the_blur(progress: Progress) -> None:
-        ws = gen._events._ws if gen._events is not None else None
+        sio = gen._events._sio if gen._events is not None else None
+        ws = getattr(sio.eio, "ws", None) if sio is not None else None
         if progress.node == "blur1" and not cut.is_set() and ws is not None:
             cut.set()
-            ws.socket.shutdown(socket.SHUT_RDWR)  # cut the TCP connection under it
+            ws.sock.shutdown(socket.SHUT_RDWR)  # cut the TCP connection under it
 
     t0 = time.perf_counter()
     name = gen.generate_image("x", on_progress=cut_on_the_blur)
@@ -331,19 +335,101 @@ def test_max_wait_cancels_the_item_on_the_server(make, server):
     with pytest.raises(GeneratorTimeoutError) as caught:
         gen.generate_image("x")
     waited = time.perf_counter() - t0
-    item_id = int(str(caught.value).split("queue item ")[1].split()[0])
+    item_id = int(str(caught.value).split("job ")[1].split()[0])
     item = server.get(f"/api/v1/queue/default/i/{item_id}").json()
     assert item["status"] == "canceled"
     say(f"raised after {waited:.2f}s: {caught.value}; server says {item['status']!r}")
-    # The node that was running finishes anyway: wait for it, so later timings are fair.
+    busy = wait_until_idle(server)
+    say(f"the running node of the canceled item kept the server busy {busy:.1f}s more")
+
+
+def wait_until_idle(server: httpx.Client, limit: float = 120) -> float:
+    """Wait until the server runs nothing (a canceled item's running node finishes anyway),
+    so that later timings are fair; return how long that took."""
     t1 = time.perf_counter()
-    while time.perf_counter() - t1 < 60:
-        # The item shows canceled at once; the processor says when the node is done.
-        if not server.get("/api/v1/queue/default/status").json()["processor"]["is_processing"]:
+    while time.perf_counter() - t1 < limit:
+        # An item shows canceled at once; the processor says when its node is done.
+        status = server.get("/api/v1/queue/default/status").json()
+        if not status["processor"]["is_processing"] and not status["queue"]["pending"]:
             break
         time.sleep(0.1)
-    busy = time.perf_counter() - t1
-    say(f"the running node of the canceled item kept the server busy {busy:.1f}s more")
+    return time.perf_counter() - t1
+
+
+def ours_on_server(server: httpx.Client, destination: str) -> list[dict]:
+    """The queue items of one of our requests (found by its unique destination)."""
+    items = server.get("/api/v1/queue/default/list_all", params={"destination": destination})
+    return items.json()
+
+
+# -- jobs as handles ---------------------------------------------------------------------
+
+
+def test_submit_returns_while_the_server_is_busy(make, server):
+    gen = make(graph_template=SLOW)
+    t0 = time.perf_counter()
+    slow = gen.submit("slow")
+    quick = make(graph_template=BLANK).submit("queued behind it", width=256, height=256)
+    submitted = time.perf_counter() - t0
+    status = server.get("/api/v1/queue/default/status").json()["queue"]
+    assert quick.refresh() == "queued"
+    assert slow.status in ("queued", "running")
+    say(f"two jobs submitted in {submitted:.2f}s while the server works "
+        f"(server: {status['in_progress']} in progress, {status['pending']} pending); "
+        f"job {quick.id} is {quick.status}")  # fmt: skip
+    t1 = time.perf_counter()
+    slow.wait(timeout=120)
+    quick.wait(timeout=120)
+    say(f"both done {time.perf_counter() - t1:.1f}s later")
+    assert submitted < 2.0  # returned on acceptance, not after the slow blur ran
+
+
+def test_a_job_is_attached_in_another_process_and_saved(make, tmp_path):
+    gen = make(graph_template=BLANK, board_name=BOARD)
+    job = gen.submit("attached elsewhere", width=640, height=360, seed=11)
+    saved = json.dumps(job.to_dict())
+    out = tmp_path / "attached.png"
+    code = (
+        "import json, sys; from degrees37_imagegen_invokeai import InvokeAIGenerator\n"
+        "data = json.loads(sys.argv[1])\n"
+        f"gen = InvokeAIGenerator({{'base_url': {URL!r}, 'graph_template': json.loads(sys.argv[3]),"
+        f" 'board_name': {BOARD!r}}}, name='invokeai-e2e')\n"
+        "job = gen.attach(data)\n"
+        "print(job.wait(timeout=120).save(sys.argv[2]), job.info.seed)\n"
+        "gen.close()\n"
+    )
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", code, saved, str(out), json.dumps(BLANK)],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert verify_image(out)[1] == (640, 360)
+    text = read_png_text(out)
+    # The blank graph takes no seed: the saved job says so, and so does the other process.
+    assert (text["imagegen:prompt"], text["imagegen:seed"]) == ("attached elsewhere", "not used")
+    say(f"job {job.id} submitted here, attached, waited and saved by another process "
+        f"in {time.perf_counter() - t0:.2f}s: {proc.stdout.strip()}")  # fmt: skip
+
+
+def test_cancel_of_a_queued_and_a_running_job_leaves_nothing_of_ours(make, server):
+    wait_until_idle(server)
+    running = make(graph_template=SLOW).submit("running")
+    queued = make(graph_template=BLANK).submit("queued", width=256, height=256)
+    end = time.monotonic() + 30
+    while running.refresh() != "running" and time.monotonic() < end:
+        time.sleep(0.05)
+    assert (running.status, queued.refresh()) == ("running", "queued")
+    assert queued.cancel() is True
+    assert running.cancel() is True
+    for job in (queued, running):
+        items = ours_on_server(server, job.ref.data["destination"])
+        assert [(i["item_id"], i["status"]) for i in items] == [(int(job.id), "canceled")]
+        assert job.status == "canceled"
+    busy = wait_until_idle(server)
+    say(f"canceled queued job {queued.id} and running job {running.id}: both 'canceled' on "
+        f"the server, nothing of ours pending or running; the running node finished "
+        f"{busy:.1f}s later")  # fmt: skip
 
 
 def test_threads_keep_the_queue_fed(make, tmp_path):
