@@ -399,11 +399,13 @@ class GeneratorContract:
 
     def test_save_to_unwritable_target_leaves_nothing(self, tmp_path: Path) -> None:
         """A target that cannot be written raises :class:`OutputError` and leaves nothing."""
+        folder = tmp_path / "unwritable"  # tmp_path may hold the author's own fixtures
+        folder.mkdir()
         with self.make_generator() as gen:
             job = self.run_job(gen)
-            blocker = tmp_path / "blocker"
+            blocker = folder / "blocker"
             blocker.write_bytes(b"not a folder")
-            for target in (blocker / "image.png", tmp_path / "image.txt"):
+            for target in (blocker / "image.png", folder / "image.txt"):
                 try:
                     job.save(target)
                 except OutputError:
@@ -415,7 +417,7 @@ class GeneratorContract:
                     )
                 else:
                     _fail(f"save({target}) where nothing can be written must raise OutputError")
-            left = sorted(p.name for p in tmp_path.iterdir())
+            left = sorted(p.name for p in folder.iterdir())
             expect(left == ["blocker"], f"a failed save() must leave nothing behind, found {left}")
             expect(
                 blocker.read_bytes() == b"not a folder",
