@@ -18,6 +18,7 @@ from degrees37_imagegen import (
     GeneratorConnectionError,
     GeneratorError,
     GeneratorRegistry,
+    GeneratorTimeoutError,
     InvalidRequestError,
     Progress,
     generate_to_file,
@@ -92,7 +93,8 @@ def test_builtin_workflow_fills_everything_and_reports_steps(
     workflow = fake.posts()[0].body["prompt"]
     assert workflow["6"]["inputs"]["text"] == "a lighthouse"
     assert workflow["7"]["inputs"]["text"] == "fog"
-    assert (workflow["5"]["inputs"]["width"], workflow["5"]["inputs"]["height"]) == (128, 75)
+    # The latent is 1/8 of the image: the core asks for the size really made, 75 -> 72.
+    assert (workflow["5"]["inputs"]["width"], workflow["5"]["inputs"]["height"]) == (128, 72)
     assert workflow["3"]["inputs"]["seed"] == 1234
     assert workflow["3"]["inputs"]["steps"] == 3
     assert workflow["3"]["inputs"]["sampler_name"] == "euler_ancestral"
@@ -101,12 +103,12 @@ def test_builtin_workflow_fills_everything_and_reports_steps(
     assert steps == [(1, 3, "3 KSampler"), (2, 3, "3 KSampler"), (3, 3, "3 KSampler")]
     generator.download_image(image_id, tmp_path / "x.png")
     with Image.open(tmp_path / "x.png") as image:
-        assert image.size == (128, 72)  # the latent is 1/8 of the image: 75 rounds down
+        assert image.size == (128, 72)
     info = generator.image_info(image_id)
     assert info is not None
     assert info.model == "sd15.safetensors"
     assert info.extra["sampler"] == "euler_ancestral"
-    assert info.generated_height == 72
+    assert (info.width, info.height, info.seed) == (128, 72, 1234)
 
 
 def test_random_seed_goes_into_the_workflow_and_is_recorded(fake: FakeComfyUI, make: Make) -> None:
@@ -164,10 +166,14 @@ def test_all_images_of_a_prompt_are_reachable(
     assert image_id is not None
     images = generator.output_images(image_id)
     assert [i["type"] for i in images] == ["output", "output", "temp", "temp"]
-    generator.download_image(image_id, tmp_path / "last.png", index=3)
+    # The output_index option chooses which image a job fetches.
+    job = generator.submit("x", width=21, height=10, output_index=3).wait()
+    assert job.save(tmp_path / "last.png") == tmp_path / "last.png"
     assert colour_of(tmp_path / "last.png") == (255, 0, 0)
+    assert job.result["images"][3]["type"] == "temp"
     with pytest.raises(InvalidRequestError, match="has 4 images; there is no image 4"):
-        generator.download_image(image_id, tmp_path / "none.png", index=4)
+        generator.submit("x", width=22, height=10, output_index=4).save(tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_custom_value_per_call(fake: FakeComfyUI, make: Make, tmp_path: Path) -> None:
@@ -197,7 +203,7 @@ def test_generate_to_file_with_progress_and_metadata(
     )
     assert result.size == (50, 40)
     text = read_png_text(tmp_path / "final.png")
-    assert text["imagegen:seed"] == "7"
+    assert text["imagegen:seed"] == "not used"  # the template has no place for a seed
     stages = [p.stage for p in seen]
     assert stages[0] == "submitted"
     assert stages[-2:] == ["downloading", "done"]
@@ -291,7 +297,7 @@ def test_test_connection(fake: FakeComfyUI, make: Make) -> None:
 
 
 def test_download_of_an_unknown_prompt(fake: FakeComfyUI, make: Make, tmp_path: Path) -> None:
-    with pytest.raises(GeneratorError, match="has no history for prompt nope"):
+    with pytest.raises(GeneratorError, match="has no prompt nope in its queue or history"):
         make().download_image("nope", tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
 
@@ -347,16 +353,22 @@ def _catch(errors: list[BaseException], generator: ComfyUIGenerator, **kwargs: A
 
 
 def test_socket_drop_mid_prompt_reconnects(fake: FakeComfyUI, make: Make, tmp_path: Path) -> None:
-    fake.drop_after = ("executing", "1")
-    generator = empty_image(make, poll_interval=5)
-    image_id = generator.generate_image("x", width=30, height=20)
-    assert image_id is not None
-    assert fake.drops == 1
-    assert len(fake.posts()) == 1  # never submitted twice
+    gate = fake.gate("ImageBlur")
+    fake.drop_after = ("executing", "10")
+    generator = make(workflow_template=long_workflow(), poll_interval=5)
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(generator.generate_image("x")))
+    thread.start()
+    assert fake.wait_until(lambda: fake.drops == 1)
     client_id = fake.posts()[0].body["client_id"]
-    assert fake.events.count(("ws", client_id)) == 2  # reconnected as the same client
-    assert generator._sockets == set()  # both sockets closed and forgotten
-    generator.download_image(image_id, tmp_path / "d.png")
+    # Reconnected as the same client, while the prompt still runs.
+    assert fake.wait_until(lambda: fake.events.count(("ws", client_id)) == 2)
+    gate.set()
+    thread.join(10)
+    assert result == [fake.posts()[0].body["prompt_id"]]
+    assert len(fake.posts()) == 1  # never submitted twice
+    assert generator._watches == {}  # the finished job's socket is closed and forgotten
+    generator.download_image(result[0], tmp_path / "d.png")
 
 
 def test_socket_drop_with_reconnect_refused_falls_back_to_polling(
@@ -407,11 +419,8 @@ def test_timeout_while_pending_deletes_only_our_prompt(fake: FakeComfyUI, make: 
         f"{fake.url}/prompt", json={"prompt": long_workflow(), "client_id": "someone-else"}
     ).json()
     generator = empty_image(make, timeout=0.5, poll_interval=0.1)
-    with pytest.raises(
-        ComfyUITimeoutError, match="waiting in the queue and has been removed"
-    ) as info:
+    with pytest.raises(GeneratorTimeoutError, match=r"not done after 0.5s \(still queued\)"):
         generator.generate_image("x", width=8, height=8)
-    assert (info.value.state, info.value.action) == ("pending", "deleted")
     ours = fake.posts()[1].body["prompt_id"]
     assert fake.posts("/queue")[-1].body == {"delete": [ours]}
     assert fake.interrupt_requests == []  # the running prompt is not ours: left alone
@@ -424,13 +433,13 @@ def test_timeout_while_pending_deletes_only_our_prompt(fake: FakeComfyUI, make: 
 def test_timeout_while_running_interrupts_our_prompt(fake: FakeComfyUI, make: Make) -> None:
     gate = fake.gate("ImageBlur")
     generator = make(workflow_template=long_workflow(), timeout=0.5, poll_interval=0.1)
-    with pytest.raises(ComfyUITimeoutError, match="running and has been interrupted") as info:
+    with pytest.raises(GeneratorTimeoutError, match="still running"):
         generator.generate_image("x")
     ours = fake.posts()[0].body["prompt_id"]
-    assert info.value.prompt_id == ours
     assert fake.interrupt_requests == [ours]  # targeted, never global
     assert fake.wait_until(lambda: ours in fake.history)
     assert fake.history[ours]["status"]["status_str"] == "error"
+    assert ComfyUITimeoutError is GeneratorTimeoutError  # the old name still catches it
     gate.set()
 
 
@@ -440,11 +449,11 @@ def test_bad_per_call_timeout(fake: FakeComfyUI, make: Make) -> None:
     assert fake.posts() == []
 
 
-def test_per_call_timeout_overrides_the_setting(fake: FakeComfyUI, make: Make) -> None:
-    fake.gate("ImageBlur")
-    generator = make(workflow_template=long_workflow(), timeout=600, poll_interval=0.1)
-    with pytest.raises(ComfyUITimeoutError):
-        generator.generate_image("x", timeout=0.3)
+def test_long_waits_do_not_overflow_the_poll_delay(make: Make) -> None:
+    generator = make(poll_interval=0.2)
+    assert generator.poll_delay(0) == 0
+    assert generator.poll_delay(1) == pytest.approx(0.01)
+    assert generator.poll_delay(100_000) == 0.2
 
 
 # -- sharing --------------------------------------------------------------------------------
@@ -485,8 +494,9 @@ def test_a_timeout_next_to_a_success_touches_only_its_own_prompt(
     slow_thread.start()
     assert fake.wait_until(lambda: fake.running is not None)
     _catch(errors, quick)
-    assert isinstance(errors[0], ComfyUITimeoutError)
-    assert errors[0].action == "deleted"
+    assert isinstance(errors[0], GeneratorTimeoutError)
+    quick_id = fake.posts()[1].body["prompt_id"]
+    assert fake.posts("/queue")[-1].body == {"delete": [quick_id]}
     assert fake.interrupt_requests == []
     gate.set()
     slow_thread.join(10)

@@ -2,14 +2,14 @@
 
 Only the routes the generator needs: ``POST /prompt``, ``GET /queue``, ``POST /queue``
 (delete), ``POST /interrupt``, ``GET /history/{id}``, ``GET /view``, ``GET /object_info/{c}``
-and ``GET /system_stats``. Header values are never put into messages or logs.
+and ``GET /system_stats``. Header values are never put into messages or logs. What the
+answers mean is decided in ``_protocol`` and ``_errors`` (no I/O); this module only talks.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,12 +19,14 @@ from degrees37_imagegen.errors import (
     ConfigError,
     GeneratorConnectionError,
     GeneratorError,
-    GeneratorLimitError,
     GeneratorTimeoutError,
+    ServerError,
+    Work,
 )
 from degrees37_imagegen.redaction import redact_url
 
-from ._errors import ComfyUIServerError, ComfyUIValidationError
+from ._errors import BODY_LIMIT, ComfyUIServerError, ComfyUIValidationError, http_error
+from ._protocol import history_entry
 
 __all__ = [
     "DEFAULT_PORT",
@@ -83,15 +85,18 @@ class PromptMaybeSubmitted(GeneratorError):
     """``POST /prompt`` failed after the request was sent: the server may have queued it."""
 
     def __init__(self, cause: GeneratorError) -> None:
-        super().__init__(cause.message, generator=cause.generator)
+        super().__init__(cause.message, generator=cause.generator, work="unknown")
         self.cause = cause
+        cause.work = "unknown"
 
 
 class ComfyUIAPI:
     """A thread-safe client of one ComfyUI server (the ``httpx.Client`` is made on first use).
 
     Transport failures become :class:`GeneratorConnectionError` or
-    :class:`GeneratorTimeoutError`; HTTP errors become the matching generator errors.
+    :class:`GeneratorTimeoutError`; HTTP errors become the matching generator errors
+    (:func:`~._errors.http_error`). ``transport`` is an ``httpx`` transport that tests
+    inject (``httpx.MockTransport``, respx), or ``None`` for the network.
     """
 
     def __init__(
@@ -102,14 +107,14 @@ class ComfyUIAPI:
         timeout: float,
         connect_timeout: float,
         verify: bool,
-        generator: str,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url
         self.shown_url = redact_url(base_url)
         self._headers = dict(headers)
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._verify = verify
-        self._generator = generator
+        self._transport = transport
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
 
@@ -124,6 +129,7 @@ class ComfyUIAPI:
                     timeout=self._timeout,
                     verify=self._verify,
                     follow_redirects=False,
+                    transport=self._transport,
                 )
             return self._client
 
@@ -136,59 +142,40 @@ class ComfyUIAPI:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _transport_error(self, exc: httpx.HTTPError, label: str) -> GeneratorError:
+    def _transport_error(
+        self, exc: httpx.HTTPError, label: str, work: Work | None = None
+    ) -> GeneratorError:
         name = type(exc).__name__
         if isinstance(exc, httpx.ConnectTimeout):
             return GeneratorConnectionError(
                 f"cannot connect to ComfyUI at {self.shown_url}: connection timed out",
-                generator=self._generator,
+                work=work,
             )
         if isinstance(exc, httpx.ConnectError):
             reason = str(exc) or name
             return GeneratorConnectionError(
-                f"cannot connect to ComfyUI at {self.shown_url}: {reason}",
-                generator=self._generator,
+                f"cannot connect to ComfyUI at {self.shown_url}: {reason}", work=work
             )
         if isinstance(exc, httpx.TimeoutException):
             return GeneratorTimeoutError(
                 f"ComfyUI at {self.shown_url} did not answer {label} in time ({name})",
-                generator=self._generator,
+                work=work,
             )
         return GeneratorConnectionError(
             f"connection to ComfyUI at {self.shown_url} failed during {label}: {str(exc) or name}",
-            generator=self._generator,
+            work=work,
         )
 
-    def _check(self, response: httpx.Response, label: str) -> None:
-        code = response.status_code
-        if code < 400:
-            return
-        if code in (401, 403):
-            raise GeneratorError(
-                f"ComfyUI at {self.shown_url} refused {label} (HTTP {code}): check the "
-                "headers and api_key settings",
-                generator=self._generator,
+    def _check(self, response: httpx.Response, label: str, work: Work | None = None) -> None:
+        if response.status_code >= 400:
+            raise http_error(
+                response.status_code,
+                _text(response),
+                request=label,
+                server=self.shown_url,
+                retry_after=_retry_after(response),
+                work=work,
             )
-        if code == 404:
-            raise GeneratorError(
-                f"ComfyUI at {self.shown_url} answered {label} with HTTP 404: is "
-                "server_address a ComfyUI server?",
-                generator=self._generator,
-            )
-        if code == 429:
-            retry_after = _retry_after(response)
-            raise GeneratorLimitError(
-                f"ComfyUI at {self.shown_url} is busy (HTTP 429 on {label})",
-                retry_after,
-                generator=self._generator,
-            )
-        if code in (502, 503, 504):
-            raise GeneratorConnectionError(
-                f"ComfyUI at {self.shown_url} is unreachable behind its proxy "
-                f"(HTTP {code} on {label})",
-                generator=self._generator,
-            )
-        raise ComfyUIServerError(code, _text(response), request=label, generator=self._generator)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send one request; raise a generator error for transport or HTTP failures."""
@@ -200,7 +187,7 @@ class ComfyUIAPI:
         self._check(response, label)
         return response
 
-    def _json(self, response: httpx.Response, label: str) -> Any:
+    def _json(self, response: httpx.Response, label: str, work: Work | None = None) -> Any:
         try:
             return response.json()
         except ValueError:
@@ -209,70 +196,67 @@ class ComfyUIAPI:
                 _text(response),
                 request=label,
                 hint="expected JSON",
-                generator=self._generator,
+                work=work,
             ) from None
 
     # -- the routes ----------------------------------------------------------------------
 
-    def post_prompt(
-        self, workflow: Mapping[str, Any], client_id: str, prompt_id: str
-    ) -> dict[str, Any]:
-        """Queue ``workflow``; return ComfyUI's answer (``prompt_id``, ``number``...).
+    def post_prompt(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Queue a prompt (``body`` from :func:`~._protocol.prompt_body`); return ComfyUI's
+        answer (``prompt_id``, ``number``...).
 
         Raises :class:`ComfyUIValidationError` for a 400, :class:`ComfyUIServerError` for
-        a plain-text 500, and :class:`PromptMaybeSubmitted` when the connection failed
-        after the request went out (so the caller can look for ``prompt_id`` rather than
-        submit twice).
+        a plain-text 500 (both ``work="not_sent"``), and :class:`PromptMaybeSubmitted` when
+        the connection failed after the request went out, or a proxy gave up waiting for
+        ComfyUI (so the caller can look for the prompt rather than submit it twice).
         """
         label = "POST /prompt"
-        body = {"prompt": workflow, "client_id": client_id, "prompt_id": prompt_id}
         try:
-            response = self.client.post("/prompt", json=body)
+            response = self.client.post("/prompt", json=dict(body))
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise self._transport_error(exc, label) from exc  # nothing was sent
+            raise self._transport_error(exc, label, "not_sent") from exc
         except httpx.HTTPError as exc:
             raise PromptMaybeSubmitted(self._transport_error(exc, label)) from exc
-        if response.status_code == 400:
-            data = self._json(response, label)
+        status = response.status_code
+        if status == 400:
+            data = self._json(response, label, "not_sent")
             if isinstance(data, Mapping) and ("error" in data or "node_errors" in data):
                 raise ComfyUIValidationError(
-                    data.get("error"), data.get("node_errors"), generator=self._generator
+                    data.get("error"), data.get("node_errors"), body=_text(response)[:BODY_LIMIT]
                 )
-        if response.status_code == 500:
+        if status == 500:
             raise ComfyUIServerError(
                 500,
                 _text(response),
                 request=label,
                 hint="ComfyUI answers 500 when it cannot read the workflow; its log says why",
-                generator=self._generator,
+                work="not_sent",
             )
-        self._check(response, label)
-        data = self._json(response, label)
+        if status in (502, 504):  # a proxy gave up waiting: ComfyUI may have queued it
+            error = http_error(status, _text(response), request=label, server=self.shown_url)
+            raise PromptMaybeSubmitted(error)
+        self._check(response, label, "not_sent")
+        data = self._json(response, label, "unknown")
         if not isinstance(data, Mapping) or not isinstance(data.get("prompt_id"), str):
             raise ComfyUIServerError(
-                response.status_code,
+                status,
                 _text(response),
                 request=label,
                 hint="the answer has no prompt_id",
-                generator=self._generator,
+                work="unknown",
             )
         return dict(data)
 
     def history(self, prompt_id: str) -> dict[str, Any] | None:
         """The history entry of ``prompt_id``, or ``None`` while it has none."""
         label = f"GET /history/{prompt_id}"
-        data = self._json(self.request("GET", f"/history/{prompt_id}"), label)
-        entry = data.get(prompt_id) if isinstance(data, Mapping) else None
-        return dict(entry) if isinstance(entry, Mapping) else None
+        return history_entry(
+            self._json(self.request("GET", f"/history/{prompt_id}"), label), prompt_id
+        )
 
-    def queue(self) -> tuple[list[list[Any]], list[list[Any]]]:
-        """``(running, pending)`` items, each ``[number, prompt_id, prompt, extra, outputs]``."""
-        data = self._json(self.request("GET", "/queue"), "GET /queue")
-        if not isinstance(data, Mapping):
-            return [], []
-        running = [i for i in data.get("queue_running") or [] if isinstance(i, list)]
-        pending = [i for i in data.get("queue_pending") or [] if isinstance(i, list)]
-        return running, pending
+    def queue(self) -> Any:
+        """``GET /queue`` as sent (read it with :func:`~._protocol.queue_state`)."""
+        return self._json(self.request("GET", "/queue"), "GET /queue")
 
     def delete_from_queue(self, prompt_id: str) -> None:
         """Remove ``prompt_id`` from the pending queue (a no-op once it runs)."""
@@ -293,9 +277,9 @@ class ComfyUIAPI:
         data = self._json(self.request("GET", "/system_stats"), "GET /system_stats")
         return dict(data) if isinstance(data, Mapping) else {}
 
-    @contextmanager
-    def view(self, image: Mapping[str, Any]) -> Iterator[Iterator[bytes]]:
-        """Stream one output image (``{filename, subfolder, type}``) from ``/view``."""
+    def view(self, image: Mapping[str, Any]) -> Iterator[bytes]:
+        """Stream one output image (``{filename, subfolder, type}``) from ``/view``, chunk by
+        chunk; the request starts at the first chunk and ends when the iterator is closed."""
         params = {
             "filename": str(image.get("filename", "")),
             "subfolder": str(image.get("subfolder", "")),
@@ -305,25 +289,19 @@ class ComfyUIAPI:
         try:
             with self.client.stream("GET", "/view", params=params) as response:
                 if response.status_code == 404:
-                    raise GeneratorError(
+                    raise ServerError(
                         f"ComfyUI at {self.shown_url} has no file {params['filename']!r} "
                         f"(type {params['type']!r}, subfolder {params['subfolder']!r}); "
                         "was it deleted?",
-                        generator=self._generator,
+                        status=404,
+                        work="ran",
                     )
                 if response.status_code >= 400:
                     response.read()
                 self._check(response, label)
-                yield _iter_bytes(response, self, label)
+                yield from response.iter_bytes()
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, label) from exc
-
-
-def _iter_bytes(response: httpx.Response, api: ComfyUIAPI, label: str) -> Iterator[bytes]:
-    try:
-        yield from response.iter_bytes()
-    except httpx.HTTPError as exc:
-        raise api._transport_error(exc, label) from exc
 
 
 def _text(response: httpx.Response) -> str:

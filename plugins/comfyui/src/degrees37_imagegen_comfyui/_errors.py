@@ -3,13 +3,19 @@
 They all derive from the core errors, so ``except GeneratorError`` still catches them::
 
     GeneratorError
-    ├── ComfyUIExecutionError        a node raised while the prompt ran (``execution_error``)
-    ├── ComfyUIInterruptedError      the prompt was interrupted (``execution_interrupted``)
-    ├── ComfyUIServerError           an answer that is not ComfyUI's JSON (HTTP 500 text...)
-    ├── InvalidRequestError
-    │   └── ComfyUIValidationError   ``POST /prompt`` answered 400 (``error`` + ``node_errors``)
-    └── GeneratorTimeoutError
-        └── ComfyUITimeoutError      the prompt did not finish in time; says what was cancelled
+    ├── JobFailedError
+    │   └── ComfyUIExecutionError    a node raised while the prompt ran (``execution_error``)
+    ├── JobCanceledError
+    │   └── ComfyUIInterruptedError  the prompt was interrupted (``execution_interrupted``)
+    └── ServerError                  an HTTP error status (``status``, ``body``)
+        ├── ComfyUIServerError       an answer that is not ComfyUI's JSON (HTTP 500 text...)
+        └── ComfyUIValidationError   ``POST /prompt`` answered 400 (``error`` + ``node_errors``);
+                                     also an InvalidRequestError
+
+``ComfyUITimeoutError`` is the core's :class:`GeneratorTimeoutError` under its old name:
+the core now waits for jobs (and cancels them on timeout).
+
+:func:`http_error` turns an HTTP error status into one of these, without I/O.
 """
 
 from __future__ import annotations
@@ -19,9 +25,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from degrees37_imagegen.errors import (
+    AuthenticationError,
+    GeneratorConnectionError,
     GeneratorError,
+    GeneratorLimitError,
     GeneratorTimeoutError,
     InvalidRequestError,
+    JobCanceledError,
+    JobFailedError,
+    ServerError,
+    Work,
 )
 
 __all__ = [
@@ -31,8 +44,12 @@ __all__ = [
     "ComfyUITimeoutError",
     "ComfyUIValidationError",
     "format_node_errors",
+    "http_error",
     "one_line",
 ]
+
+#: How much of an error body is kept on an error (``body``) and shown in its message.
+BODY_LIMIT = 300
 
 
 def one_line(text: str) -> str:
@@ -73,7 +90,7 @@ def format_node_errors(node_errors: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
-class ComfyUIValidationError(InvalidRequestError):
+class ComfyUIValidationError(InvalidRequestError, ServerError):
     """ComfyUI refused the workflow (``POST /prompt`` answered 400).
 
     ``error`` is the server's ``error`` object, ``node_errors`` its per-node errors, both as
@@ -86,6 +103,7 @@ class ComfyUIValidationError(InvalidRequestError):
         error: Mapping[str, Any] | str | None,
         node_errors: Mapping[str, Any] | None,
         *,
+        body: str | None = None,
         generator: str | None = None,
     ) -> None:
         self.error: Any = error
@@ -100,10 +118,11 @@ class ComfyUIValidationError(InvalidRequestError):
             message += f": {format_node_errors(self.node_errors)}"
         elif details:
             message += f" ({details})"
-        super().__init__(message, generator=generator)
+        # Refused: nothing was queued, so sending it again cannot make a duplicate.
+        super().__init__(message, status=400, body=body, generator=generator, work="not_sent")
 
 
-class ComfyUIExecutionError(GeneratorError):
+class ComfyUIExecutionError(JobFailedError):
     """A node raised while ComfyUI ran the prompt (the ``execution_error`` message).
 
     Carries ``prompt_id``, ``node_id``, ``node_type``, ``exception_type``,
@@ -127,11 +146,14 @@ class ComfyUIExecutionError(GeneratorError):
         super().__init__(
             f"ComfyUI failed running node {self.node_id} ({self.node_type}) "
             f"of prompt {prompt_id}: {reason}",
+            job_id=prompt_id,
+            error_type=self.node_type,
+            error_message=self.exception_message,
             generator=generator,
         )
 
 
-class ComfyUIInterruptedError(GeneratorError):
+class ComfyUIInterruptedError(JobCanceledError):
     """The prompt was interrupted on the server (by someone else, or by the web UI)."""
 
     def __init__(
@@ -144,14 +166,16 @@ class ComfyUIInterruptedError(GeneratorError):
         super().__init__(
             f"ComfyUI prompt {prompt_id} was interrupted at node {self.node_id} ({self.node_type})",
             generator=generator,
+            work="ran",
         )
 
 
-class ComfyUIServerError(GeneratorError):
-    """ComfyUI answered with an HTTP error that carries no JSON (``status_code``, ``text``).
+class ComfyUIServerError(ServerError):
+    """ComfyUI answered with an HTTP error that carries no usable JSON.
 
     ComfyUI answers ``500`` with a plain-text body when a request crashes its handler, for
-    example a malformed or UI-format workflow.
+    example a malformed or UI-format workflow. ``status_code`` and ``text`` are the old
+    names of ``status`` and ``body``.
     """
 
     def __init__(
@@ -162,43 +186,59 @@ class ComfyUIServerError(GeneratorError):
         request: str,
         hint: str = "",
         generator: str | None = None,
+        work: Work | None = None,
     ) -> None:
         self.status_code = status_code
         self.text = text
         self.request = request
-        body = one_line(text)[:300] or "(empty body)"
+        body = one_line(text)[:BODY_LIMIT] or "(empty body)"
         message = f"ComfyUI answered {request} with HTTP {status_code}: {body}"
         if hint:
             message += f" ({hint})"
-        super().__init__(message, generator=generator)
-
-
-class ComfyUITimeoutError(GeneratorTimeoutError):
-    """The prompt did not finish within ``timeout`` seconds.
-
-    ``state`` is where the prompt was then (``"pending"``, ``"running"`` or ``"unknown"``)
-    and ``action`` what the generator did about it (``"deleted"`` from the queue,
-    ``"interrupted"``, or ``"none"``).
-    """
-
-    def __init__(
-        self,
-        prompt_id: str,
-        timeout: float,
-        state: str,
-        action: str,
-        *,
-        generator: str | None = None,
-    ) -> None:
-        self.prompt_id = prompt_id
-        self.timeout = timeout
-        self.state = state
-        self.action = action
-        what = {
-            "deleted": "it was still waiting in the queue and has been removed from it",
-            "interrupted": "it was running and has been interrupted",
-        }.get(action, f"its state on the server is {state}")
         super().__init__(
-            f"ComfyUI did not finish prompt {prompt_id} within {timeout:g}s; {what}",
-            generator=generator,
+            message, status=status_code, body=text[:BODY_LIMIT], generator=generator, work=work
         )
+
+
+#: The core's timeout error under the name this plugin raised before the core waited for jobs.
+ComfyUITimeoutError = GeneratorTimeoutError
+
+
+def http_error(
+    status: int,
+    text: str,
+    *,
+    request: str,
+    server: str,
+    retry_after: float | None = None,
+    work: Work | None = None,
+) -> GeneratorError:
+    """The error for an HTTP error ``status`` that ComfyUI (or a proxy) answered ``request``
+    with; ``text`` is the body, ``server`` the address to show (no secrets)."""
+    body = text[:BODY_LIMIT]
+    if status in (401, 403):
+        return AuthenticationError(
+            f"ComfyUI at {server} refused {request} (HTTP {status}): check the headers and "
+            "api_key settings",
+            status=status,
+            body=body,
+            work=work,
+        )
+    if status == 404:
+        return ServerError(
+            f"ComfyUI at {server} answered {request} with HTTP 404: is server_address a "
+            "ComfyUI server?",
+            status=status,
+            body=body,
+            work=work,
+        )
+    if status == 429:
+        return GeneratorLimitError(
+            f"ComfyUI at {server} is busy (HTTP 429 on {request})", retry_after, work=work
+        )
+    if status in (502, 503, 504):
+        return GeneratorConnectionError(
+            f"ComfyUI at {server} is unreachable behind its proxy (HTTP {status} on {request})",
+            work=work,
+        )
+    return ComfyUIServerError(status, text, request=request, work=work)

@@ -1,48 +1,50 @@
-"""The ComfyUI generator: drives any API-format workflow by prompt, size and seed."""
+"""The ComfyUI generator: drives any API-format workflow by prompt, size and seed.
+
+A thin driver of the core's job steps: what to send and what answers and messages mean
+live in ``_settings``, ``_workflow``, ``_protocol``, ``_monitor`` and ``_errors`` (no
+I/O); ``_api`` and ``_watch`` talk to the server.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
-import math
-import ssl
 import threading
-import time
 import uuid
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from websockets.sync.client import ClientConnection, connect
-
-from degrees37_imagegen.base import BaseImageGenerator, ImageInfo
-from degrees37_imagegen.errors import (
-    ConfigError,
-    GeneratorError,
-    InvalidRequestError,
-)
-from degrees37_imagegen.files import write_image_atomically
-from degrees37_imagegen.progress import Progress, ProgressCallback
-from degrees37_imagegen.redaction import RedactingLogger
+from degrees37_imagegen.base import BaseImageGenerator
+from degrees37_imagegen.errors import ConfigError, GeneratorError, InvalidRequestError
+from degrees37_imagegen.job import TERMINAL, ImageJob, JobRef, JobUpdate
+from degrees37_imagegen.request import ImageRequest
 
 from ._api import ComfyUIAPI, PromptMaybeSubmitted, parse_server_address
-from ._errors import ComfyUITimeoutError
-from ._monitor import DeadlineReached, PromptTracker, PromptWatcher
-from ._samplers import DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS, resolve_sampler
-from ._workflow import (
-    BUILTIN_DEFAULTS,
-    FIELDS,
-    SETTING_FIELDS,
-    WorkflowTemplate,
-    builtin_workflow,
-    load_workflow,
+from ._monitor import PromptTracker
+from ._protocol import cancel_action, output_images, prompt_body, queue_state, read_request
+from ._samplers import DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS
+from ._settings import (
+    check_headers,
+    check_sampler,
+    check_seconds,
+    check_template_fields,
+    check_timeout_option,
+    field_settings,
+    output_index,
+    request_extra,
+    request_values,
 )
+from ._watch import Follower, Watch, open_socket
+from ._workflow import BUILTIN_DEFAULTS, WorkflowTemplate, builtin_workflow, load_workflow
 
 __all__ = ["ComfyUIGenerator"]
 
 log = logging.getLogger("degrees37_imagegen_comfyui")
 
-# Keyword arguments of generate_image that are not workflow fields.
-_CALL_KWARGS = frozenset({"on_progress", "timeout"})
+#: Prompts followed at once with an open WebSocket; older ones reconnect when waited for.
+MAX_SOCKETS = 64
 
 
 class ComfyUIGenerator(BaseImageGenerator):
@@ -54,9 +56,10 @@ class ComfyUIGenerator(BaseImageGenerator):
     setting, ``{{placeholders}}``, node titles, or the standard graph (see the docs), and
     checked when the generator is created.
 
-    Each :meth:`generate_image` call opens its own WebSocket with its own client id before
-    it submits, so calls from several threads (and several generators on one server) never
-    see each other's messages. It returns the prompt id, which :meth:`download_image` takes.
+    Each job has its own client id and WebSocket, opened before the prompt is submitted,
+    so that jobs (from several threads, generators or processes) never see each other's
+    messages. A job's id is its prompt id. An injected ``transport`` carries all HTTP, and
+    jobs are then followed by polling alone.
     """
 
     default_settings: ClassVar[Mapping[str, Any]] = {
@@ -87,87 +90,72 @@ class ComfyUIGenerator(BaseImageGenerator):
         """Check every setting and the workflow mapping; no network is used."""
         cfg = self.config
         self.http_url, self.ws_url = parse_server_address(str(cfg["server_address"] or ""))
-        self.timeout = _positive(cfg, "timeout")
-        self.request_timeout = _positive(cfg, "request_timeout")
-        self.connect_timeout = _positive(cfg, "connect_timeout")
-        self.poll_interval = _positive(cfg, "poll_interval")
-        self._headers = _headers(cfg)
+        self.timeout = check_seconds(cfg, "timeout")
+        self.request_timeout = check_seconds(cfg, "request_timeout")
+        self.connect_timeout = check_seconds(cfg, "connect_timeout")
+        self._poll_every = check_seconds(cfg, "poll_interval")
+        self._headers = check_headers(cfg)
         if not isinstance(cfg["verify_ssl"], bool):
             raise ConfigError(f"must be true or false, got {cfg['verify_ssl']!r}", key="verify_ssl")
-        self._settings = _field_settings(cfg)
+        self._settings = field_settings(cfg)
         values = cfg["values"]
         if values is not None and not isinstance(values, Mapping):
             raise ConfigError("must map field names to values", key="values")
         self._values: dict[str, Any] = dict(values or {})
-
-        mapping = cfg["mapping"]
-        if mapping is not None and not isinstance(mapping, Mapping):
-            raise ConfigError("must map field names to targets", key="mapping")
-        source = cfg["workflow_template"]
-        if source is None or source == "":
-            workflow, name, builtin = builtin_workflow(), "built-in", True
-        elif isinstance(source, (str, Path, Mapping)):
-            workflow, name = load_workflow(source)
-            builtin = False
-        else:
-            raise ConfigError(
-                f"must be the path of an API-format workflow, got {type(source).__name__}",
-                key="workflow_template",
-            )
-        self.template = WorkflowTemplate(workflow, name=name, mapping=mapping, builtin=builtin)
-        if builtin:
+        self.template = _template(cfg)
+        if self.template.builtin:
             for key, value in BUILTIN_DEFAULTS.items():
                 if self._settings.get(key) is None:
                     self._settings[key] = value
-        self._check_template_fields()
-
+        check_template_fields(self.template, self._settings, self._values)
+        ignored = [f for f in ("prompt", "seed", "width", "height") if not self.template.has(f)]
+        if ignored:
+            log.info(
+                "generator %r: the workflow template (%s) has no place for %s; those "
+                "request values are ignored",
+                self.name,
+                self.template.name,
+                ", ".join(ignored),
+            )
         self._api = ComfyUIAPI(
             self.http_url,
             headers=self._headers,
             timeout=self.request_timeout,
             connect_timeout=self.connect_timeout,
             verify=bool(cfg["verify_ssl"]),
+            transport=self.transport,
+        )
+        connect = functools.partial(
+            open_socket,
+            self.ws_url,
+            headers=self._headers,
+            verify_ssl=bool(cfg["verify_ssl"]),
+            connect_timeout=self.connect_timeout,
+        )
+        self._follower = Follower(
+            self._api,
+            connect=None if self.transport is not None else connect,
+            clock=self.clock,
+            poll_interval=self._poll_every,
+            retrying=self.retrying,
             generator=self.name,
         )
         self._lock = threading.Lock()
         self._choices: tuple[tuple[str, ...], tuple[str, ...]] | None = None
-        self._closing = threading.Event()
-        self._sockets: set[ClientConnection] = set()
+        self._watches: OrderedDict[str, Watch] = OrderedDict()
 
-    def _check_template_fields(self) -> None:
-        template = self.template
-        for key in SETTING_FIELDS:
-            if self._settings.get(key) is not None and not template.has(key):
-                raise ConfigError(
-                    f"is set, but the workflow template ({template.name}) has no place for "
-                    f"{key}: map it (mapping.{key}), use a {{{{{key}}}}} placeholder, or "
-                    "remove the setting",
-                    key=key,
-                )
-        for key in sorted(template.placeholder_fields & set(SETTING_FIELDS)):
-            if self._settings.get(key) is None:
-                raise ConfigError(
-                    f"the workflow template uses {{{{{key}}}}}, so {key} must be set",
-                    key=key,
-                )
-        unused = sorted(set(self._values) - template.custom_fields)
-        if unused:
-            raise ConfigError(
-                f"the workflow template has no field {', '.join(map(repr, unused))} "
-                f"(its own fields: {', '.join(sorted(template.custom_fields)) or 'none'})",
-                key="values",
-            )
-        ignored = [f for f in ("prompt", "seed", "width", "height") if not template.has(f)]
-        if ignored:
-            log.info(
-                "generator %r: the workflow template (%s) has no place for %s; those "
-                "request values are ignored",
-                self.name,
-                template.name,
-                ", ".join(ignored),
-            )
+    def poll_delay(self, polls: int) -> float:
+        """Waits between looks at a job grow from 10 ms to the ``poll_interval`` setting."""
+        if polls <= 0:
+            return 0.0
+        # The exponent is capped: 1.5 ** 1800 overflows a float (after a long wait).
+        return float(min(self._poll_every, 0.01 * 1.5 ** min(polls - 1, 64)))
 
-    # -- the generator interface ---------------------------------------------------------
+    def job_timeout(self) -> float | None:
+        """The ``timeout`` setting: how long ``generate_image`` waits before canceling."""
+        return self.timeout
+
+    # -- the steps ---------------------------------------------------------------------------
 
     def test_connection(self) -> bool:
         """Whether ComfyUI answers ``/system_stats``."""
@@ -185,226 +173,176 @@ class ComfyUIGenerator(BaseImageGenerator):
         if any("Latent" in self.template.class_type(t.node) for t in targets):
             if width < 16 or height < 16:
                 raise InvalidRequestError(
-                    f"{width}x{height} is too small: this workflow needs at least 16x16",
-                    generator=self.name,
+                    f"{width}x{height} is too small: this workflow needs at least 16x16"
                 )
             return width - width % 8, height - height % 8
         return width, height
 
-    def generate_image(
-        self,
-        prompt: str,
-        negative_prompt: str = "",
-        width: int = 1080,
-        height: int = 1920,
-        seed: int = -1,
-        **kwargs: Any,
-    ) -> str | None:
-        """Queue the workflow with these values, wait until ComfyUI has run it, and return
-        its prompt id (the image id for :meth:`download_image`).
+    def start_job(self, request: ImageRequest) -> JobRef:
+        """Fill the workflow in and queue it; return once ComfyUI accepted it.
 
-        ``on_progress`` gets :class:`~degrees37_imagegen.Progress` reports; ``steps``,
-        ``cfg``, ``sampler``, ``scheduler``, ``checkpoint`` and the template's own fields
-        may be given to override the settings for this image; ``timeout`` overrides the
-        setting. The time counts from submission; when it runs out the prompt is removed
-        from the queue (or interrupted if it is running) and
-        :class:`~degrees37_imagegen_comfyui.ComfyUITimeoutError` is raised.
+        Options: ``steps``, ``cfg``, ``sampler``, ``scheduler``, ``checkpoint`` and the
+        template's own fields override the settings for this image; ``output_index``
+        chooses which of the prompt's images is fetched (default: the first). The socket
+        is opened (as a new client id) before the prompt is sent; a lost answer is looked
+        up in ``/queue`` and ``/history``, never sent twice.
         """
-        on_progress: ProgressCallback | None = kwargs.get("on_progress")
-        timeout = kwargs.get("timeout") or self.timeout
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise InvalidRequestError(
-                f"timeout must be a number of seconds above 0, got {timeout!r}",
-                generator=self.name,
+        check_timeout_option(request.options)
+        index = output_index(request.options)
+        values, overrides = request_values(self.template, request, self._settings, self._values)
+        if self.template.has("sampler") or self.template.has("scheduler"):
+            samplers, schedulers = self._sampler_choices()
+            explicit = overrides["scheduler"] is not None or self.config["scheduler"] is not None
+            check_sampler(
+                values,
+                samplers,
+                schedulers,
+                explicit_scheduler=explicit,
+                has_scheduler=self.template.has("scheduler"),
             )
-        report = self._reporter(on_progress)
-        generated = self.validate_dimensions(width, height)
-        used_seed = self.resolve_seed(seed)
-        values = self._values_for(prompt, negative_prompt, width, height, used_seed, kwargs)
         workflow = self.template.render(values)
-
         client_id = uuid.uuid4().hex
         prompt_id = str(uuid.uuid4())
-        opened: list[ClientConnection] = []
-
-        def reconnect() -> ClientConnection:
-            socket = self._connect_socket(client_id)
-            opened.append(socket)
-            return socket
-
-        socket = self._open_socket(client_id)
+        data: dict[str, Any] = {
+            "client_id": client_id,
+            "seed_used": self.template.has("seed"),
+            "model": values.get("checkpoint") if self.template.has("checkpoint") else None,
+            "extra": request_extra(self.template, values),
+        }
+        if index:
+            data["output_index"] = index
+        watch = self._new_watch(prompt_id, data)
+        if self._follower.connect(watch):  # before submitting, so that no message is missed
+            watch.last_poll = self.clock.monotonic()  # the socket tells; poll when quiet
         try:
             answer = self._submit(workflow, client_id, prompt_id)
-            prompt_id = str(answer["prompt_id"])
-            submitted = time.monotonic()
-            number = answer.get("number")
-            report(
-                Progress("submitted", f"prompt {prompt_id} queued (#{number})", generator=self.name)
-            )
-            if answer.get("node_errors"):
-                log.warning(
-                    "ComfyUI queued prompt %s but reported errors for some outputs: %s",
-                    prompt_id,
-                    answer["node_errors"],
-                )
-            tracker = PromptTracker(
+        except BaseException:
+            self._follower.close(watch)
+            raise
+        if answer.get("node_errors"):
+            log.warning(
+                "ComfyUI queued prompt %s but reported errors for some outputs: %s",
                 prompt_id,
-                {n: self.template.class_type(n) for n in workflow},
-                generator=self.name,
+                answer["node_errors"],
             )
-            watcher = PromptWatcher(
-                self._api,
-                tracker,
-                socket=socket,
-                connect=reconnect,
-                deadline=submitted + timeout,
-                poll_interval=self.poll_interval,
-                report=report,
-                closing=self._closing,
-            )
-            try:
-                watcher.run()
-                if tracker.error is not None:
-                    raise tracker.error
-                images = self._finished_images(prompt_id, submitted + timeout)
-            except DeadlineReached:
-                images = self._on_timeout(prompt_id, timeout)
-        finally:
-            for each in [socket, *opened]:  # the first socket and any reconnected ones
-                self._close_socket(each)
+        self._keep(watch)
+        return JobRef(prompt_id, data)
 
-        self.record_image(
-            ImageInfo(
-                image_id=prompt_id,
-                generator=self.name,
-                prompt=prompt,
-                negative_prompt=negative_prompt,
-                width=width,
-                height=height,
-                seed=used_seed,
-                model=values.get("checkpoint") if self.template.has("checkpoint") else None,
-                generated_width=generated[0] if generated != (width, height) else None,
-                generated_height=generated[1] if generated != (width, height) else None,
-                extra=self._extra(prompt_id, values, tracker, len(images)),
-            )
-        )
-        return prompt_id
+    def poll_job(self, ref: JobRef) -> JobUpdate:
+        """Look once at ``/history`` and ``/queue``: where is the prompt?"""
+        watch = self._watch(ref)
+        return self._after(watch, self._follower.poll(watch))
 
-    def download_image(self, image_id: str, output_path: str | Path, *, index: int = 0) -> bool:
-        """Fetch image ``index`` (default: the first) of prompt ``image_id`` from
-        ``/history`` and ``/view``, stream it to a temporary file, check that it is a whole
-        image and move it to ``output_path``."""
-        images = self.output_images(image_id)
-        if not images:
-            raise GeneratorError(
-                f"ComfyUI prompt {image_id} has no output image", generator=self.name
-            )
+    def wait_job(self, ref: JobRef, timeout: float) -> JobUpdate:
+        """Follow the prompt's WebSocket for up to ``timeout`` seconds; return at the first
+        message that says it progressed or changed state (polling when the socket is quiet
+        or gone)."""
+        watch = self._watch(ref)
+        return self._after(watch, self._follower.wait(watch, timeout))
+
+    def fetch_image(self, ref: JobRef, result: Mapping[str, Any]) -> Iterator[bytes]:
+        """Stream the prompt's image (``output_index`` of :meth:`output_images`) from
+        ``/view``, as chunks."""
+        images = result.get("images")
+        if not isinstance(images, list) or not images:
+            images = self.output_images(ref.id)
+        index = int(result.get("index", ref.data.get("output_index", 0)) or 0)
         if not -len(images) <= index < len(images):
             raise InvalidRequestError(
-                f"prompt {image_id} has {len(images)} images; there is no image {index}",
-                generator=self.name,
+                f"prompt {ref.id} has {len(images)} images; there is no image {index}"
             )
-        with self._api.view(images[index]) as chunks:
-            write_image_atomically(output_path, chunks)
-        return True
+        return self._api.view(images[index])
+
+    def cancel_job(self, ref: JobRef) -> bool:
+        """Delete the prompt from the queue if it waits there, interrupt it if it runs
+        (the interrupt names our prompt id: ComfyUI ignores it unless ours is running);
+        ``True`` if it acted. Nobody else's prompt is ever touched."""
+        acted = False
+        state = queue_state(self.retrying(self._api.queue), ref.id)
+        if cancel_action(state) == "delete":
+            self.retrying(self._api.delete_from_queue, ref.id)
+            acted = True
+            state = queue_state(self.retrying(self._api.queue), ref.id)  # started meanwhile?
+        if cancel_action(state) == "interrupt":
+            self.retrying(self._api.interrupt, ref.id)
+            acted = True
+        if acted:
+            self._forget(ref.id)
+        return acted
+
+    def job_for_id(self, image_id: str) -> ImageJob:
+        """The job of prompt ``image_id``, found in ComfyUI's ``/history`` or ``/queue``."""
+        entry = self.retrying(self._api.history, image_id)
+        if entry is not None:
+            item = entry.get("prompt")
+            item = item if isinstance(item, list) else []
+            workflow = item[2] if len(item) > 2 and isinstance(item[2], Mapping) else {}
+            extra = item[3] if len(item) > 3 and isinstance(item[3], Mapping) else {}
+            client_id = str(extra.get("client_id") or "")
+        else:
+            state = queue_state(self.retrying(self._api.queue), image_id)
+            if state.where is None:
+                raise GeneratorError(
+                    f"ComfyUI at {self._api.shown_url} has no prompt {image_id} in its queue "
+                    "or history (unknown, deleted, or the server restarted)"
+                )
+            workflow, client_id = state.workflow or {}, state.client_id or ""
+        found = read_request(workflow, self.template.targets, self.template.placeholders)
+        request = ImageRequest(
+            prompt=str(found.get("prompt") or ""),
+            negative_prompt=str(found.get("negative_prompt") or ""),
+            width=_int(found.get("width")),
+            height=_int(found.get("height")),
+            seed=_int(found.get("seed")),
+        )
+        data = {
+            "client_id": client_id,
+            "seed_used": self.template.has("seed"),
+            "extra": {"workflow": self.template.name},
+        }
+        job = ImageJob(self, request, JobRef(image_id, data))
+        job.refresh()
+        return job
+
+    # -- more for users ----------------------------------------------------------------------
 
     def output_images(self, image_id: str) -> list[dict[str, Any]]:
         """Every image prompt ``image_id`` made, ``{filename, subfolder, type, node}``, saved
         images (``type: output``) before previews. Raises if ComfyUI has no history of it."""
-        entry = self._api.history(image_id)
+        entry = self.retrying(self._api.history, image_id)
         if entry is None:
             raise GeneratorError(
                 f"ComfyUI at {self._api.shown_url} has no history for prompt {image_id} "
                 "(unknown, not finished, or the server restarted)",
                 generator=self.name,
             )
-        return _images(entry)
+        return output_images(entry)
 
     def close(self) -> None:
-        """Close the HTTP client and any WebSocket still open."""
-        self._closing.set()
+        """Close the HTTP client and every WebSocket still open (jobs reconnect if waited)."""
         with self._lock:
-            sockets, self._sockets = list(self._sockets), set()
-        for socket in sockets:
-            self._close_socket(socket)
+            watches = list(self._watches.values())
+            self._watches.clear()
+        for watch in watches:
+            self._follower.close(watch)
         self._api.close()
-        self._closing.clear()
 
-    # -- steps of generate_image ---------------------------------------------------------
+    # -- plumbing ----------------------------------------------------------------------------
 
-    def _reporter(self, on_progress: ProgressCallback | None) -> ProgressCallback:
-        def report(progress: Progress) -> None:
-            if on_progress is None:
-                return
+    def _submit(self, workflow: dict[str, Any], client_id: str, prompt_id: str) -> dict[str, Any]:
+        try:
+            return self._api.post_prompt(prompt_body(workflow, client_id, prompt_id))
+        except PromptMaybeSubmitted as exc:
+            # The request went out but the answer was lost: find it rather than resubmit.
+            log.info("POST /prompt failed after sending (%s); looking for %s", exc, prompt_id)
             try:
-                on_progress(progress)
-            except Exception:  # a broken progress display must not break the image
-                log.warning("progress callback failed", exc_info=True)
-
-        return report
-
-    def _values_for(
-        self,
-        prompt: str,
-        negative_prompt: str,
-        width: int,
-        height: int,
-        seed: int,
-        kwargs: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        template = self.template
-        values: dict[str, Any] = {
-            "prompt": prompt,
-            "negative_prompt": negative_prompt or "",
-            "width": width,
-            "height": height,
-            "seed": seed,
-        }
-        overrides = _field_settings(
-            {k: kwargs.get(k) for k in SETTING_FIELDS}, error=InvalidRequestError
-        )
-        for key in SETTING_FIELDS:
-            value = overrides.get(key)
-            if value is not None and not template.has(key):
-                raise InvalidRequestError(
-                    f"the workflow template ({template.name}) has no place for {key}",
-                    generator=self.name,
-                )
-            values[key] = value if value is not None else self._settings.get(key)
-        custom = {k: kwargs[k] for k in template.custom_fields if kwargs.get(k) is not None}
-        values.update({**self._values, **custom})
-        unknown = sorted(set(kwargs) - set(values) - _CALL_KWARGS - set(SETTING_FIELDS))
-        if unknown:
-            log.debug("generate_image: ignoring %s", ", ".join(unknown))
-        missing = template.missing(values)
-        if missing:
-            raise InvalidRequestError(
-                "the workflow template needs a value for "
-                + ", ".join(missing)
-                + ": pass it as a keyword argument or set it under 'values'",
-                generator=self.name,
-            )
-        if template.has("sampler") or template.has("scheduler"):
-            explicit = overrides["scheduler"] is not None or self.config["scheduler"] is not None
-            self._check_sampler(values, explicit_scheduler=explicit)
-        return values
-
-    def _check_sampler(self, values: dict[str, Any], *, explicit_scheduler: bool) -> None:
-        samplers, schedulers = self._sampler_choices()
-        if values.get("sampler") is not None:
-            try:
-                sampler, scheduler = resolve_sampler(str(values["sampler"]), samplers)
-            except ValueError as exc:
-                raise InvalidRequestError(str(exc), generator=self.name) from None
-            values["sampler"] = sampler
-            if scheduler and not explicit_scheduler and self.template.has("scheduler"):
-                values["scheduler"] = scheduler
-        scheduler_name = values.get("scheduler")
-        if scheduler_name is not None and scheduler_name not in schedulers:
-            raise InvalidRequestError(
-                f"unknown scheduler {scheduler_name!r}; valid schedulers: " + ", ".join(schedulers),
-                generator=self.name,
-            )
+                if queue_state(self.retrying(self._api.queue), prompt_id).where is not None:
+                    return {"prompt_id": prompt_id}
+                if self.retrying(self._api.history, prompt_id) is not None:
+                    return {"prompt_id": prompt_id}
+            except GeneratorError as lookup:
+                log.info("could not look for prompt %s: %s", prompt_id, lookup)
+            raise exc.cause from exc
 
     def _sampler_choices(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The server's sampler and scheduler names (read once; ComfyUI 0.3.64's if the
@@ -414,7 +352,7 @@ class ComfyUIGenerator(BaseImageGenerator):
                 return self._choices
         choices = (DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS)
         try:
-            info = self._api.object_info("KSampler").get("KSampler", {})
+            info = self.retrying(self._api.object_info, "KSampler").get("KSampler", {})
             required = info.get("input", {}).get("required", {})
             samplers = required.get("sampler_name", [[]])[0]
             schedulers = required.get("scheduler", [[]])[0]
@@ -427,205 +365,62 @@ class ComfyUIGenerator(BaseImageGenerator):
             self._choices = choices
         return choices
 
-    def _connect_socket(self, client_id: str) -> ClientConnection:
-        """Open a WebSocket as ``client_id`` (raises when it cannot)."""
-        url = f"{self.ws_url}?clientId={client_id}"
-        ssl_context: ssl.SSLContext | None = None
-        if url.startswith("wss:"):
-            ssl_context = ssl.create_default_context()
-            if not self.config["verify_ssl"]:
-                ssl_context.check_hostname = False
-                ssl_context.verify_mode = ssl.CERT_NONE
-        socket = connect(
-            url,
-            ssl=ssl_context,
-            additional_headers=self._headers or None,
-            open_timeout=self.connect_timeout,
-            close_timeout=2,
-            max_size=64 * 2**20,
-            # websockets logs every handshake header at DEBUG: hide the auth headers first.
-            logger=RedactingLogger(logging.getLogger("websockets.client"), self._headers),
+    def _new_watch(self, prompt_id: str, data: Mapping[str, Any]) -> Watch:
+        class_types = {n: self.template.class_type(n) for n in self.template.nodes}
+        tracker = PromptTracker(prompt_id, class_types, generator=self.name)
+        return Watch(prompt_id, str(data.get("client_id") or ""), tracker, data)
+
+    def _keep(self, watch: Watch) -> None:
+        with self._lock:
+            self._watches[watch.prompt_id] = watch
+            self._watches.move_to_end(watch.prompt_id)
+            open_ones = [w for w in self._watches.values() if w.socket is not None]
+        for old in open_ones[: max(0, len(open_ones) - MAX_SOCKETS)]:
+            self._follower.close(old)
+
+    def _watch(self, ref: JobRef) -> Watch:
+        """The watch of job ``ref``, made anew for a job submitted elsewhere."""
+        with self._lock:
+            watch = self._watches.get(ref.id)
+        if watch is None:
+            watch = self._new_watch(ref.id, ref.data)
+            self._keep(watch)
+        return watch
+
+    def _after(self, watch: Watch, update: JobUpdate) -> JobUpdate:
+        if update.status in TERMINAL:
+            self._forget(watch.prompt_id)
+        return update
+
+    def _forget(self, prompt_id: str) -> None:
+        with self._lock:
+            watch = self._watches.pop(prompt_id, None)
+        if watch is not None:
+            self._follower.close(watch)
+
+
+def _template(cfg: Mapping[str, Any]) -> WorkflowTemplate:
+    """The workflow template the settings name (the built-in one by default)."""
+    source = cfg["workflow_template"]
+    if source is None or source == "":
+        return WorkflowTemplate(
+            builtin_workflow(), name="built-in", mapping=_mapping(cfg), builtin=True
         )
-        # websockets >= 17.1 warns about a connection not used as a context manager; it
-        # outlives any one block here (the watcher may replace it), and every path closes it.
-        socket.__enter__()
-        with self._lock:
-            self._sockets.add(socket)
-        return socket
-
-    def _open_socket(self, client_id: str) -> ClientConnection | None:
-        """Open a WebSocket as ``client_id``, or return ``None`` (and poll) if we cannot."""
-        try:
-            return self._connect_socket(client_id)
-        except Exception as exc:  # no socket is not fatal: polling is the source of truth
-            # The URL (and so the exception's text) may hold a password: only the type.
-            log.warning(
-                "cannot open ComfyUI's WebSocket at %s (%s); following the prompt by "
-                "polling instead",
-                self._api.shown_url,
-                type(exc).__name__,
-            )
-            return None
-
-    def _close_socket(self, socket: ClientConnection | None) -> None:
-        if socket is None:
-            return
-        with self._lock:
-            self._sockets.discard(socket)
-        try:
-            socket.close()
-        except Exception:  # it may be broken already; it is closed either way
-            log.debug("closing a WebSocket failed", exc_info=True)
-
-    def _submit(self, workflow: dict[str, Any], client_id: str, prompt_id: str) -> dict[str, Any]:
-        try:
-            return self._api.post_prompt(workflow, client_id, prompt_id)
-        except PromptMaybeSubmitted as exc:
-            # The request went out but the answer was lost: find it rather than resubmit.
-            log.warning("POST /prompt failed after sending (%s); looking for %s", exc, prompt_id)
-            try:
-                running, pending = self._api.queue()
-                queued = any(len(i) > 1 and i[1] == prompt_id for i in running + pending)
-                if queued or self._api.history(prompt_id) is not None:
-                    return {"prompt_id": prompt_id, "number": None, "node_errors": {}}
-            except GeneratorError:
-                pass
-            raise exc.cause from exc
-
-    def _finished_images(self, prompt_id: str, deadline: float) -> list[dict[str, Any]]:
-        wait = 0.05
-        while True:
-            entry = self._api.history(prompt_id)
-            if entry is not None:
-                break
-            # History is written before the final message, so this is only a safety net.
-            if time.monotonic() + wait > deadline:
-                raise DeadlineReached
-            time.sleep(wait)
-            wait = min(wait * 2, 1.0)
-        tracker = PromptTracker(prompt_id, {}, generator=self.name)
-        tracker.handle_history(entry)
-        if tracker.error is not None:
-            raise tracker.error
-        images = _images(entry)
-        if not images:
-            raise GeneratorError(
-                f"ComfyUI ran prompt {prompt_id}, but the workflow made no image (does it "
-                "end in a SaveImage or PreviewImage node?)",
-                generator=self.name,
-            )
-        return images
-
-    def _on_timeout(self, prompt_id: str, timeout: float) -> list[dict[str, Any]]:
-        """Cancel our own prompt (only ours) and raise; return its images if it has just
-        finished after all."""
-        state, action = "unknown", "none"
-        try:
-            running, pending = self._api.queue()
-            if any(len(i) > 1 and i[1] == prompt_id for i in pending):
-                state = "pending"
-                self._api.delete_from_queue(prompt_id)
-                action = "deleted"
-                running, pending = self._api.queue()  # it may have started meanwhile
-            if any(len(i) > 1 and i[1] == prompt_id for i in running):
-                state = "running"
-                self._api.interrupt(prompt_id)  # targeted: a no-op unless ours is running
-                action = "interrupted"
-            elif state == "unknown":
-                entry = self._api.history(prompt_id)
-                if entry is not None:
-                    tracker = PromptTracker(prompt_id, {}, generator=self.name)
-                    tracker.handle_history(entry)
-                    if tracker.error is None and _images(entry):
-                        return _images(entry)
-                    state = "finished"
-        except GeneratorError as exc:
-            log.warning("could not cancel prompt %s after its timeout: %s", prompt_id, exc)
-        raise ComfyUITimeoutError(prompt_id, timeout, state, action, generator=self.name)
-
-    def _extra(
-        self, prompt_id: str, values: Mapping[str, Any], tracker: PromptTracker, count: int
-    ) -> dict[str, Any]:
-        extra: dict[str, Any] = {"prompt_id": prompt_id, "workflow": self.template.name}
-        for key in ("steps", "cfg", "sampler", "scheduler"):
-            if self.template.has(key) and values.get(key) is not None:
-                extra[key] = values[key]
-        for key in sorted(self.template.custom_fields):
-            extra[key] = values.get(key)
-        if count > 1:
-            extra["images"] = count
-        if tracker.cached and set(tracker.cached) >= set(self.template.nodes):
-            extra["cached"] = True
-        return extra
+    if not isinstance(source, (str, Path, Mapping)):
+        raise ConfigError(
+            f"must be the path of an API-format workflow, got {type(source).__name__}",
+            key="workflow_template",
+        )
+    workflow, name = load_workflow(source)
+    return WorkflowTemplate(workflow, name=name, mapping=_mapping(cfg))
 
 
-# -- helpers ------------------------------------------------------------------------------
+def _mapping(cfg: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    mapping = cfg["mapping"]
+    if mapping is not None and not isinstance(mapping, Mapping):
+        raise ConfigError("must map field names to targets", key="mapping")
+    return mapping
 
 
-def _images(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The images of a history entry: saved ones (``type: output``) first, then previews."""
-    outputs = entry.get("outputs")
-    found: list[dict[str, Any]] = []
-    if isinstance(outputs, Mapping):
-        for node_id, output in outputs.items():
-            images = output.get("images") if isinstance(output, Mapping) else None
-            for image in images if isinstance(images, list) else []:
-                if isinstance(image, Mapping) and image.get("filename"):
-                    found.append({**image, "node": str(node_id)})
-    return sorted(found, key=lambda image: image.get("type") != "output")
-
-
-def _positive(cfg: Mapping[str, Any], key: str) -> float:
-    value = cfg[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"must be a number of seconds, got {value!r}", key=key)
-    if not value > 0 or not math.isfinite(value):
-        raise ConfigError(f"must be more than 0 seconds, got {value!r}", key=key)
-    return float(value)
-
-
-def _headers(cfg: Mapping[str, Any]) -> dict[str, str]:
-    headers = cfg["headers"]
-    if headers is None:
-        headers = {}
-    if not isinstance(headers, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, (str, int)) for k, v in headers.items()
-    ):
-        raise ConfigError("must map header names to text values", key="headers")
-    out = {k: str(v) for k, v in headers.items()}
-    api_key = cfg["api_key"]
-    if api_key:
-        if not isinstance(api_key, str):
-            raise ConfigError("must be text", key="api_key")
-        out.setdefault("Authorization", f"Bearer {api_key}")
-    return out
-
-
-def _field_settings(
-    cfg: Mapping[str, Any], error: type[GeneratorError] = ConfigError
-) -> dict[str, Any]:
-    """Check steps, cfg, sampler, scheduler and checkpoint (``None`` means not set)."""
-
-    def fail(key: str, problem: str) -> GeneratorError:
-        if error is ConfigError:
-            return ConfigError(problem, key=key)
-        return error(f"{key} {problem}")
-
-    out: dict[str, Any] = {}
-    for key in SETTING_FIELDS:
-        value = cfg.get(key)
-        if value is None:
-            out[key] = None
-            continue
-        kind = FIELDS[key]
-        if kind is int:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise fail(key, f"must be a whole number of at least 1, got {value!r}")
-        elif kind is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise fail(key, f"must be a number of at least 0, got {value!r}")
-            value = float(value)
-        elif not isinstance(value, str) or not value.strip():
-            raise fail(key, f"must be a name, got {value!r}")
-        out[key] = value
-    return out
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
