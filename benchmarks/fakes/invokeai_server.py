@@ -28,6 +28,7 @@ without it would).
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 import sys
@@ -56,6 +57,8 @@ from socketio_fake import (  # noqa: E402 (the path to the tests' fakes comes fi
 )
 
 __all__ = ["FakeInvokeAI", "ItemTimes"]
+
+_ID_BLOCKS = itertools.count()
 
 _MODEL = {
     "key": "c7a1f4e2-0000-4000-8000-000000000001",
@@ -128,10 +131,13 @@ class FakeInvokeAI:
     def __init__(self, seconds_per_image: float = 0.2, *, socketio: bool = True) -> None:
         self.seconds_per_image = seconds_per_image
         self.sio = SocketIOEndpoint() if socketio else None
-        self.times: dict[str, ItemTimes] = {}  # by image name
+        #: By job id: the InvokeAI plugin's job (and image) id is the queue item id, as text.
+        self.times: dict[str, ItemTimes] = {}
         self._items: dict[int, _Item] = {}
         self._pending: list[int] = []
-        self._next_id = 1
+        # Each fake numbers its items from its own block, so that the job ids of a pool of
+        # fakes never collide in the benchmark's tables (real servers each count from 1).
+        self._next_id = next(_ID_BLOCKS) * 1_000_000 + 1
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._images: dict[str, bytes] = {}
@@ -244,7 +250,9 @@ class FakeInvokeAI:
                 item.session["results"] = results
                 item.status = "completed"
                 item.completed_at = _now()
-                self.times[name] = ItemTimes(item.item_id, name, started, time.perf_counter())
+                self.times[str(item.item_id)] = ItemTimes(
+                    item.item_id, name, started, time.perf_counter()
+                )
             self._emit("queue_item_status_changed", status_changed(item.ids, "completed"))
 
     def _emit(self, name: str, data: dict[str, Any]) -> None:
