@@ -286,7 +286,7 @@ class BaseImageGenerator(ABC):
         The generator must be made from the same configuration (same class and server) as
         the one that submitted the job; it need not be the same process.
         """
-        return _pipeline.attach(self, data, on_progress)
+        return self._step(_pipeline.attach, self, data, on_progress)
 
     @property
     def server(self) -> str | None:
@@ -336,7 +336,7 @@ class BaseImageGenerator(ABC):
         """The job behind an id that :meth:`generate_image` returned."""
         with self._images_lock:
             job = self._jobs.get(image_id)
-        return job if job is not None else self.job_for_id(image_id)
+        return job if job is not None else self._step(self.job_for_id, image_id)
 
     # -- helpers for subclasses and callers ---------------------------------------------
 

@@ -189,9 +189,7 @@ def test_force_makes_everything_again(
     assert len(fake_servers["fake://one"].made) == 6
 
 
-def test_skipped_image_made_from_another_request_gets_a_note(
-    tmp_path: Path, make_fake: MakeFake
-) -> None:
+def test_a_changed_job_is_made_again_without_force(tmp_path: Path, make_fake: MakeFake) -> None:
     list(
         run_batch(
             parse_jobs([{"prompt": "a", "name": "p", "width": 8, "height": 8}]),
@@ -201,9 +199,10 @@ def test_skipped_image_made_from_another_request_gets_a_note(
     )
     changed = parse_jobs([{"prompt": "b", "name": "p", "width": 8, "height": 8}])
     (result,) = run_batch(changed, make_fake(), tmp_path)
-    assert result.status == "skipped"
-    assert result.note is not None
-    assert "--force" in result.note
+    assert result.status == "done"  # the manifest knows the old file came from prompt "a"
+    assert read_png_text(result.path)["imagegen:prompt"] == "b"
+    (again,) = run_batch(changed, make_fake(), tmp_path)
+    assert again.status == "skipped"
 
 
 def test_skipped_without_a_manifest_reads_the_seed_from_the_png(

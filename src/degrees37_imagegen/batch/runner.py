@@ -32,7 +32,7 @@ from ..generation import generate_to_file
 from ..job import ImageJob
 from ..progress import Progress
 from .jobs import Job, JobProblem
-from .manifest import ManifestWriter, manifest_name, read_manifest
+from .manifest import ManifestWriter, manifest_name, needs_remake, read_manifest
 from .pool import GeneratorPool
 
 __all__ = [
@@ -277,9 +277,10 @@ class BatchRunner:
         """Run ``jobs`` and yield each :class:`JobResult` as it finishes.
 
         Jobs whose file is already there, whole, are yielded first as ``skipped`` (unless
-        ``force``). A failed job does not stop the others. Stopping the iteration (``break``,
-        an exception, Ctrl-C) calls :meth:`stop`: no new job starts; call :meth:`wait` to let
-        the running ones finish and write their files.
+        ``force``, or the manifest says the file was made from another request: a changed
+        job is made again). A failed job does not stop the others. Stopping the iteration
+        (``break``, an exception, Ctrl-C) calls :meth:`stop`: no new job starts; call
+        :meth:`wait` to let the running ones finish and write their files.
         """
         jobs = list(jobs)
         for job in jobs:
@@ -294,8 +295,9 @@ class BatchRunner:
         try:
             todo: list[Job] = []
             for job in jobs:
-                if not self.force and self.is_done(job):
-                    result = self._skipped(job, previous.get(job.name))
+                record = previous.get(job.name)
+                if not self.force and self.is_done(job) and not needs_remake(record, job):
+                    result = self._skipped(job, record)
                     self._finish(result)
                     yield result
                 else:
@@ -467,12 +469,6 @@ class BatchRunner:
             result.generator = previous.get("generator")
             result.server = previous.get("server")
             result.image_id = previous.get("image_id")
-            old = previous.get("request")
-            if isinstance(old, dict) and not _same_request(old, job.request()):
-                result.note = (
-                    "the existing image was made from a different request "
-                    "(use --force to make it again)"
-                )
             return result
         # No record of this file (made by hand, or the manifest is gone): read what the
         # image says about itself, and record it.
@@ -598,11 +594,6 @@ def _bump(counts: BatchCounts, **delta: int) -> BatchCounts:
         failed=counts.failed + delta.get("failed", 0),
         running=counts.running + delta.get("running", 0),
     )
-
-
-def _same_request(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    keys = set(old) | set(new)
-    return all(old.get(k) == new.get(k) for k in keys)
 
 
 def run_batch(

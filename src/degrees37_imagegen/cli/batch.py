@@ -120,6 +120,7 @@ def batch(
     """
     from ..batch import BatchRunner, parse_shard
     from ..batch import shard as take_shard
+    from ..batch.jobs import default_output_dir
 
     with cli_errors(), contextlib.ExitStack() as stack:
         jobs = _load(jobs_file)
@@ -127,7 +128,7 @@ def batch(
         default = stack.enter_context(registry.get_generator(generator))
         others, problems = _other_generators(registry, jobs, default, stack)
         shard_kn = parse_shard(shard) if shard else None
-        out_dir = out if out is not None else Path(jobs_file.stem)
+        out_dir = out if out is not None else default_output_dir(jobs_file)
         runner = BatchRunner(
             default,
             out_dir,

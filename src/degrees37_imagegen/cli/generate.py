@@ -127,6 +127,9 @@ def generate(
     the job on the server (unless --keep-queued), then exits with 130.
     """
     with cli_errors():
+        from ..batch.jobs import check_prompt
+
+        check_prompt(prompt)
         extra = parse_params(param or [])
         registry = open_registry(config)
         gen = registry.get_generator(generator)
