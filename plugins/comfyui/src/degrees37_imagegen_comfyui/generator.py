@@ -352,7 +352,8 @@ class ComfyUIGenerator(BaseImageGenerator):
                 return self._choices
         choices = (DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS)
         try:
-            info = self.retrying(self._api.object_info, "KSampler").get("KSampler", {})
+            # One try: the names are optional (the known list serves), so no backoff here.
+            info = self._api.object_info("KSampler").get("KSampler", {})
             required = info.get("input", {}).get("required", {})
             samplers = required.get("sampler_name", [[]])[0]
             schedulers = required.get("scheduler", [[]])[0]
