@@ -15,9 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +32,15 @@ from ..progress import Progress
 from .jobs import Job, JobProblem
 from .manifest import ManifestWriter, manifest_name, needs_remake, read_manifest
 from .pool import GeneratorPool
+from .results import (
+    BatchCallback,
+    BatchCounts,
+    BatchEvent,
+    BatchSummary,
+    JobResult,
+    JobStatus,
+    bump,
+)
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -51,133 +58,6 @@ log = logging.getLogger(__name__)
 
 #: Jobs in flight per server: one running, one waiting in the server's queue.
 DEFAULT_CONCURRENCY = 2
-
-JobStatus = Literal["done", "skipped", "failed", "canceled"]
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-@dataclass
-class JobResult:
-    """How one job ended.
-
-    ``status`` is ``done`` (made now), ``skipped`` (its file was already there, whole),
-    ``failed`` (``error`` says why) or ``canceled`` (by :meth:`BatchRunner.cancel`).
-    ``seed`` is the seed really used; ``server`` the pool
-    server that made it; ``image_id`` the server's own id for the image. ``timings`` holds
-    seconds: ``queued`` (waiting in the server's queue, when the generator reports it),
-    ``generate`` (request to image done), ``download`` (image done to file in place) and
-    ``total``. ``note`` warns about a skipped file made from another request.
-    """
-
-    job: Job
-    status: JobStatus
-    path: Path
-    seed: int | None = None
-    generator: str | None = None
-    server: str | None = None
-    image_id: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
-    error_type: str | None = None
-    attempts: int = 0
-    note: str | None = None
-    finished_at: str = field(default_factory=_now)
-
-    @property
-    def ok(self) -> bool:
-        """Whether the job's image is in place (made now or already there)."""
-        return self.status in ("done", "skipped")
-
-    def record(self) -> dict[str, Any]:
-        """The job's manifest record (JSON-ready)."""
-        return {
-            "job": self.job.index,
-            "name": self.job.name,
-            "file": self.path.name,
-            "status": self.status,
-            "request": self.job.request(),
-            "seed": self.seed,
-            "generator": self.generator,
-            "server": self.server,
-            "image_id": self.image_id,
-            "timings": {k: round(v, 4) for k, v in self.timings.items()},
-            "error": self.error,
-            "error_type": self.error_type,
-            "attempts": self.attempts,
-            "note": self.note,
-            "finished_at": self.finished_at,
-        }
-
-
-@dataclass(frozen=True)
-class BatchCounts:
-    """How far a batch is: jobs in all, done, skipped, failed and running now."""
-
-    total: int = 0
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    running: int = 0
-
-    @property
-    def finished(self) -> int:
-        """Jobs that are done, skipped or failed."""
-        return self.done + self.skipped + self.failed
-
-
-@dataclass(frozen=True)
-class BatchEvent:
-    """What a batch's ``on_progress`` callback receives.
-
-    ``kind`` is ``started`` (a job was sent to its generator), ``progress`` (the generator
-    reported ``progress`` for it) or ``finished`` (``result`` says how it ended).
-    """
-
-    kind: Literal["started", "progress", "finished"]
-    job: Job
-    counts: BatchCounts
-    progress: Progress | None = None
-    result: JobResult | None = None
-
-
-#: A batch progress callback. It is called from worker threads: keep it quick.
-BatchCallback = Callable[[BatchEvent], None]
-
-
-@dataclass
-class BatchSummary:
-    """The end of a batch: counts, the failures, and jobs never started (after a stop)."""
-
-    total: int
-    done: int
-    skipped: int
-    failed: int
-    not_run: int
-    elapsed: float
-    failures: list[JobResult] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """No job failed and every job ran."""
-        return not self.failed and not self.not_run
-
-    def as_dict(self) -> dict[str, Any]:
-        """The summary as JSON-ready data."""
-        return {
-            "total": self.total,
-            "done": self.done,
-            "skipped": self.skipped,
-            "failed": self.failed,
-            "not_run": self.not_run,
-            "elapsed": round(self.elapsed, 3),
-            "failures": [
-                {"job": r.job.index, "name": r.job.name, "error": r.error} for r in self.failures
-            ],
-        }
-
 
 _WORKER_DONE = object()
 
@@ -364,7 +244,7 @@ class BatchRunner:
     def _run_job(self, job: Job, gen: BaseImageGenerator) -> JobResult:
         path = self.path_for(job)
         with self._lock:
-            self._counts = _bump(self._counts, running=1)
+            self._counts = bump(self._counts, running=1)
         self._emit("started", job)
         marks: dict[str, float] = {}
 
@@ -498,13 +378,13 @@ class BatchRunner:
         with self._lock:
             running = -1 if result.status != "skipped" else 0
             if result.status == "done":
-                self._counts = _bump(self._counts, done=1, running=running)
+                self._counts = bump(self._counts, done=1, running=running)
             elif result.status == "skipped":
-                self._counts = _bump(self._counts, skipped=1)
+                self._counts = bump(self._counts, skipped=1)
             elif result.status == "canceled":
-                self._counts = _bump(self._counts, running=running)
+                self._counts = bump(self._counts, running=running)
             else:
-                self._counts = _bump(self._counts, failed=1, running=running)
+                self._counts = bump(self._counts, failed=1, running=running)
                 self._failures.append(result)
         self._emit("finished", result.job, result=result)
 
@@ -584,16 +464,6 @@ class BatchRunner:
             elapsed=end - self._started,
             failures=sorted(failures, key=lambda r: r.job.index),
         )
-
-
-def _bump(counts: BatchCounts, **delta: int) -> BatchCounts:
-    return BatchCounts(
-        total=counts.total,
-        done=counts.done + delta.get("done", 0),
-        skipped=counts.skipped + delta.get("skipped", 0),
-        failed=counts.failed + delta.get("failed", 0),
-        running=counts.running + delta.get("running", 0),
-    )
 
 
 def run_batch(
