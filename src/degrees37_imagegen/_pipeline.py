@@ -8,19 +8,21 @@ delegate here, so that the pipeline lives in one place and the base class stays 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import (
     RETRYABLE_ERRORS,
     GeneratorError,
+    GeneratorTimeoutError,
     IncompleteImageError,
     InvalidRequestError,
     PluginError,
 )
 from .files import add_png_text, atomic_path, output_format, verify_image, write_image
-from .job import ImageJob, JobRef, JobUpdate, check_job_data
+from .job import ImageData, ImageJob, JobRef, JobUpdate, check_job_data
 from .progress import Progress, ProgressCallback, guard_progress
 from .request import ImageRequest
 from .retry import retry_with_backoff
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from .base import BaseImageGenerator, ImageInfo
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 #: What a download is retried on: the usual transient errors and a truncated image.
 _FETCH_RETRYABLE = (*RETRYABLE_ERRORS, IncompleteImageError)
@@ -148,13 +152,63 @@ def save(gen: BaseImageGenerator, job: ImageJob, final: Path, *, metadata: bool)
     def attempt() -> None:
         data = gen._fetch(job)
         try:
-            write_image(final, data, text=text, fmt=fmt)
+            write_image(final, _guarded(gen, data), text=text, fmt=fmt)
         finally:
             close = getattr(data, "close", None)
             if close is not None:
                 close()
 
     _retry(gen, _FETCH_RETRYABLE)(attempt)()
+
+
+def _guarded(gen: BaseImageGenerator, data: ImageData) -> ImageData:
+    """``data``, with the errors of a plugin's streamed download named as a step's are."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return data
+    return _guarded_chunks(gen, iter(data))
+
+
+def _guarded_chunks(gen: BaseImageGenerator, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    while True:
+        chunk = call_step(gen, next, chunks, None)
+        if chunk is None:
+            return
+        yield chunk
+
+
+def wait_or_cancel(job: ImageJob, timeout: float | None, *, on_interrupt: bool) -> None:
+    """Wait for ``job``; past ``timeout`` cancel it on its server and raise the timeout.
+
+    A job that finishes just as it is canceled is kept (the cancel finds nothing to do, and
+    a last look finds it done). A cancel that fails is logged: the timeout is what the
+    caller needs to hear about. ``on_interrupt``: cancel it on Ctrl-C too (when the caller
+    has no handle to cancel it with).
+    """
+    try:
+        job.wait(timeout=timeout)
+    except GeneratorTimeoutError:
+        if not cancel_quietly(job):
+            job.refresh()
+            if job.status == "done":
+                return
+        raise
+    except KeyboardInterrupt:
+        if on_interrupt and not job.done:
+            cancel_quietly(job)
+        raise
+    except Exception:
+        if not job.done:
+            cancel_quietly(job)
+        raise
+
+
+def cancel_quietly(job: ImageJob) -> bool:
+    """``job.cancel()``, logging instead of raising when the server cannot be told."""
+    try:
+        return job.cancel()
+    except GeneratorError as exc:
+        log.warning("could not cancel job %s on %r: %s", job.id, job.generator.name, exc)
+        return False
 
 
 def _save_legacy(

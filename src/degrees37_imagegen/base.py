@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from . import _pipeline
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import GeneratorError, GeneratorTimeoutError, InvalidRequestError
+from .errors import GeneratorError, InvalidRequestError
 from .job import ImageData, ImageJob, JobRef, JobUpdate
 from .progress import Progress, ProgressCallback
 from .redaction import redact
@@ -316,15 +316,7 @@ class BaseImageGenerator(ABC):
         raise a :class:`~degrees37_imagegen.GeneratorError` subclass.
         """
         job = self.submit(prompt, negative_prompt, width, height, seed, **kwargs)
-        try:
-            job.wait(timeout=self.job_timeout())
-        except GeneratorTimeoutError:
-            job.cancel()
-            raise
-        except BaseException:
-            if not job.done:
-                job.cancel()
-            raise
+        _pipeline.wait_or_cancel(job, self.job_timeout(), on_interrupt=True)
         return job.id
 
     def download_image(self, image_id: str, output_path: str | Path) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Protocol
 
@@ -17,6 +18,13 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None:
         """Block for ``seconds``."""
 
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Block until ``event`` is set or ``seconds`` have passed; return whether it is set.
+
+        What a plugin waiting on pushed events (a WebSocket) blocks on, so that tests with
+        a fake clock do not wait real time either.
+        """
+
 
 class SystemClock:
     """The real clock: :func:`time.monotonic` and :func:`time.sleep`."""
@@ -29,6 +37,10 @@ class SystemClock:
         """Block for ``seconds`` (nothing for 0 or less)."""
         if seconds > 0:
             time.sleep(seconds)
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Block until ``event`` is set or ``seconds`` have passed; return whether it is set."""
+        return event.wait(max(0.0, seconds))
 
     def __repr__(self) -> str:
         return "SystemClock()"

@@ -22,6 +22,7 @@ __all__ = [
     "METADATA_PREFIX",
     "add_png_text",
     "atomic_path",
+    "check_output",
     "output_format",
     "read_png_text",
     "slugify",
@@ -124,6 +125,24 @@ def write_image_atomically(
 
 #: Image formats written by file name extension (no extension: PNG).
 FORMATS_BY_SUFFIX = {"": "PNG", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def check_output(path: str | Path) -> str:
+    """Raise :class:`OutputError` now if an image could not be written at ``path``; else
+    return its format (see :func:`output_format`).
+
+    Called before an image is made, so that a path under a file or an unknown extension
+    costs no work on a server.
+    """
+    final = Path(path)
+    if final.is_dir():
+        raise OutputError(f"cannot write {final}: it is a folder", final)
+    for parent in final.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"cannot write {final}: {parent} is not a folder", final)
+            break
+    return output_format(final)
 
 
 def output_format(path: str | Path) -> str:

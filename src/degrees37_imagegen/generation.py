@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._pipeline import wait_or_cancel
 from .base import BaseImageGenerator, ImageInfo
-from .errors import GeneratorTimeoutError
-from .files import output_format
+from .files import check_output
 from .job import ImageJob
 from .progress import ProgressCallback
 
@@ -57,7 +57,7 @@ def generate_to_file(
     has accepted it (to cancel it on Ctrl-C, or to save it to a journal). ``timeout``
     (seconds, default the generator's own) bounds the wait; past it the job is canceled.
     """
-    output_format(output_path)  # refuse a path of an unknown format before any work
+    check_output(output_path)  # a path that cannot be written costs no work on a server
     t0 = time.perf_counter()
     job = generator.submit(
         prompt,
@@ -70,11 +70,11 @@ def generate_to_file(
     )
     if on_submit is not None:
         on_submit(job)
-    try:
-        job.wait(timeout=timeout if timeout is not None else generator.job_timeout())
-    except GeneratorTimeoutError:
-        job.cancel()
-        raise
+    wait_or_cancel(
+        job,
+        timeout if timeout is not None else generator.job_timeout(),
+        on_interrupt=on_submit is None,  # else the caller holds the job and decides
+    )
     t1 = time.perf_counter()
     path = job.save(output_path, metadata=metadata)
     t2 = time.perf_counter()

@@ -223,6 +223,8 @@ class ImageJob:
             before = self._status
             self._status = update.status
             self._update = update
+            if update.status != before:
+                self._polls = 0  # news: look again soon (a job that starts running...)
             if update.status == "done":
                 self._info = self.generator._info_for(self, update)
             elif update.status == "failed":
@@ -231,9 +233,9 @@ class ImageJob:
                 )
                 self._error = self.generator._own(error)
             elif update.status == "canceled":
-                self._error = update.error or JobCanceledError(
-                    f"job {self.id} on {self.generator.name!r} was canceled",
-                    generator=self.generator.name,
+                self._error = self.generator._own(
+                    update.error
+                    or JobCanceledError(f"job {self.id} on {self.generator.name!r} was canceled")
                 )
         if self.done:
             self._finished()

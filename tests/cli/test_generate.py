@@ -85,7 +85,9 @@ def test_generation_failure_exit_1(in_tmp: Path) -> None:
     Path("f.yaml").write_text("generators:\n  flaky:\n    class: mock\n    fail_rate: 1\n")
     code, _, err = invoke("generate", "x", "-c", "f.yaml", "-g", "flaky", "-o", "x.png")
     assert code == 1
-    assert err.startswith("error: generator 'flaky': simulated generation failure")
+    last = err.splitlines()[-1]  # after the progress lines of the failed job
+    assert last.startswith("error: generator 'flaky': simulated generation failure")
+    assert err.count("error:") == 1
     assert not Path("x.png").exists()
 
 

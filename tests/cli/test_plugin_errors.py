@@ -31,7 +31,9 @@ def test_plugin_exception_is_one_line_exit_1(plugin_site: Path, in_tmp: Path) ->
         app, ["generate", "x", "-c", "c.yaml", "-g", "teal", "-W", "8", "-H", "8", "-o", "a.png"]
     )
     assert result.exit_code == 1
-    errors = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    # Progress lines ("teal: submitted ...") may come first; the error is one line, the last.
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.stderr.splitlines()[-1] == errors[0]
     assert errors == [
         "error: generator 'teal' (imagegen-echo 1.0) failed: "
         "ValueError: unknown color specifier: 'notacolour'"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -14,7 +14,14 @@ from ..files import slugify
 from ..job import ImageJob
 from ..redaction import redact_url
 from ._errors import EXIT_INTERRUPTED, cli_errors, echo_err
-from ._options import ConfigOption
+from ._options import (
+    ConfigOption,
+    GeneratorOption,
+    NegativeOption,
+    OutputOption,
+    ParamOption,
+    PromptArgument,
+)
 from ._progress import ProgressLine
 from ._registry import open_registry
 
@@ -75,33 +82,19 @@ def _cancel(job: ImageJob | None, keep_queued: bool) -> None:
 
 
 def generate(
-    prompt: Annotated[str, typer.Argument(help="What the image should show.")],
-    negative: Annotated[
-        str, typer.Option("--negative", "-n", help="What the image should not show.")
-    ] = "",
-    width: Annotated[int, typer.Option("--width", "-W", help="Width in pixels.")] = 1080,
-    height: Annotated[int, typer.Option("--height", "-H", help="Height in pixels.")] = 1920,
-    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed; -1 picks a random one.")] = -1,
-    generator: Annotated[
-        Optional[str],
-        typer.Option(
-            "--generator",
-            "-g",
-            help="Configured generator or plugin name (default: the config's "
-            "default_generator; mock when TESTING=true).",
-            show_default=False,
-        ),
-    ] = None,
-    output: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--output",
-            "-o",
-            help="Where to write the PNG (default: a name made from the prompt, in the "
-            "current folder, never overwriting).",
-            show_default=False,
-        ),
-    ] = None,
+    prompt: PromptArgument,
+    negative: NegativeOption = "",
+    width: Annotated[
+        int, typer.Option("--width", "-W", metavar="N", help="Width in pixels.")
+    ] = 1080,
+    height: Annotated[
+        int, typer.Option("--height", "-H", metavar="N", help="Height in pixels.")
+    ] = 1920,
+    seed: Annotated[
+        int, typer.Option("--seed", "-s", metavar="N", help="Seed; -1 picks a random one.")
+    ] = -1,
+    generator: GeneratorOption = None,
+    output: OutputOption = None,
     config: ConfigOption = None,
     keep_queued: Annotated[
         bool,
@@ -110,16 +103,7 @@ def generate(
             help="On Ctrl-C, leave the job on the server instead of canceling it.",
         ),
     ] = False,
-    param: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--param",
-            "-p",
-            help="KEY=VALUE passed to the generator (e.g. steps=30, style_preset=Anime, or a "
-            "template's own field); repeat for several.",
-            show_default=False,
-        ),
-    ] = None,
+    param: ParamOption = None,
 ) -> None:
     """Generate one image and write it (atomically) to a file; print where.
 
@@ -140,7 +124,7 @@ def generate(
         submitted: list[ImageJob] = []
         with gen:
             try:
-                with ProgressLine(gen.name, enabled=sys.stderr.isatty()) as progress:
+                with ProgressLine(gen.name, stream=sys.stderr) as progress:
                     result = generate_to_file(
                         gen,
                         target,

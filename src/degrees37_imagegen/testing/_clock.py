@@ -33,6 +33,14 @@ class FakeClock:
             if seconds > 0:
                 self._now += seconds
 
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Whether ``event`` is set; if it is not, time moves on by ``seconds`` first (a
+        wait that nothing ended)."""
+        if event.is_set():
+            return True
+        self.sleep(seconds)
+        return event.is_set()
+
     def advance(self, seconds: float) -> None:
         """Move time on by ``seconds`` without recording a sleep."""
         with self._lock:

@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import engineio  # type: ignore[import-untyped]
-import socketio  # type: ignore[import-untyped]  # no stubs; the root mypy config is not ours to edit
+import engineio
+import socketio
 
 from degrees37_imagegen.redaction import RedactingLogger, redact_url
 
