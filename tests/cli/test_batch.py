@@ -70,7 +70,7 @@ def test_a_book_of_25_at_1080x1920_with_the_mock(in_tmp: Path) -> None:
     assert text["imagegen:prompt"] == "scene 1: the lighthouse keeper at dawn"
     assert text["imagegen:generator"] == "mock"
     assert len((in_tmp / "book" / "manifest.jsonl").read_text().splitlines()) == 25
-    assert "25 job(s): 25 done, 0 skipped, 0 failed" in err
+    assert "25 images: 25 done, 0 failed, 0 skipped in " in err
     assert "[25/25] done" in err
 
 
@@ -81,9 +81,9 @@ def test_rerun_skips_what_is_there_and_makes_the_rest(in_tmp: Path) -> None:
         (in_tmp / "out" / name).unlink()
     code, _, err = invoke("batch", str(path), "--out", "out")
     assert code == 0
-    assert "6 job(s): 2 done, 4 skipped, 0 failed" in err
+    assert "6 images: 2 done, 0 failed, 4 skipped in " in err
     code, _, err = invoke("batch", str(path), "--out", "out", "--force")
-    assert "6 job(s): 6 done, 0 skipped, 0 failed" in err
+    assert "6 images: 6 done, 0 failed, 0 skipped in " in err
 
 
 def test_bad_jobs_are_all_reported_and_nothing_is_made(in_tmp: Path) -> None:
@@ -138,7 +138,7 @@ def test_failures_are_summarised_and_exit_1(in_tmp: Path) -> None:
     )
     code, _, err = invoke("batch", "jobs.csv", "-c", "generators.yaml", "-g", "mock")
     assert code == 1
-    assert "3 job(s): 2 done, 0 skipped, 1 failed" in err
+    assert "3 images: 2 done, 1 failed (see below), 0 skipped in " in err
     assert (
         "  failed: job 2 (line 3) 002-bad.png: generator 'broken': simulated generation "
         "failure (fail_rate=1)" in err.splitlines()
@@ -264,7 +264,7 @@ def test_ctrl_c_cancels_our_jobs_and_a_rerun_makes_the_rest(
             img.verify()
     code, _, err = invoke("batch", str(path), "-c", "generators.yaml", "-g", "mock")
     assert code == 0
-    assert f"12 job(s): {12 - len(made)} done, {len(made)} skipped, 0 failed" in err
+    assert f"12 images: {12 - len(made)} done, 0 failed, {len(made)} skipped in " in err
 
 
 class Flaky(BaseImageGenerator):

@@ -332,6 +332,8 @@ class BatchDisplay:
             if status == "skipped":
                 self.skipped += 1
                 return
+            if status == "canceled":  # not run after all: neither done nor failed
+                return
             if status == "failed":
                 self.failed += 1
             else:

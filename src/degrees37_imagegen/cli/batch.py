@@ -268,8 +268,12 @@ def _as_json(result: JobResult) -> str:
 
 
 @contextlib.contextmanager
-def _display(total: int, as_json: bool) -> Iterator[Any]:
-    """A function to show each result: JSON lines, plain lines, or a rich progress bar."""
+def _display(runner: BatchRunner, total: int, as_json: bool) -> Iterator[Any]:
+    """A function to show each result: JSON lines, plain lines, or a live line on a terminal.
+
+    The live line shows the counts, the ETA (from the mean job time and the jobs still to
+    run) and the jobs in flight with their state; failures are printed above it.
+    """
     if as_json or not sys.stderr.isatty():
         position = 0
 
@@ -284,47 +288,50 @@ def _display(total: int, as_json: bool) -> Iterator[Any]:
         yield show
         return
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, Progress, ProgressColumn, Task
+    from rich.text import Text
 
+    from ..batch import BatchEvent, GeneratorPool
+    from ._progress import BatchDisplay
+
+    servers = sum(
+        len(g.members) if isinstance(g, GeneratorPool) else 1
+        for g in {id(g): g for g in [runner.generator, *runner.generators.values()]}.values()
+    )
+    display = BatchDisplay(total, workers=servers * runner.concurrency)
     console = Console(stderr=True)
-    counts = {"done": 0, "skipped": 0, "failed": 0}
-    to_make = total
+
+    class StatusColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(display.status_line(max(20, console.width - 32)))
+
+    def on_event(event: BatchEvent) -> None:
+        name = event.job.name
+        if event.kind == "started":
+            display.start(name)
+        elif event.kind == "progress" and event.progress is not None:
+            display.update(name, event.progress)
+        elif event.kind == "finished" and event.result is not None:
+            display.finish(name, event.result.status)
+
+    runner.on_progress = on_event
     with Progress(
-        TextColumn("[bold]batch"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[counts]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+        BarColumn(bar_width=30),
+        StatusColumn(),
         console=console,
         transient=False,
+        refresh_per_second=4,
     ) as progress:
-        task = progress.add_task("batch", total=total, counts="")
+        task = progress.add_task("batch", total=total)
 
         def show_rich(result: JobResult) -> None:
-            nonlocal to_make
-            counts[result.status] += 1
-            text = f"done {counts['done']} skipped {counts['skipped']} failed {counts['failed']}"
-            if result.status == "skipped":
-                # Skipped jobs take no time: leaving them out of the total keeps the ETA true.
-                to_make -= 1
-                progress.update(task, total=to_make, counts=text)
-                return
             if result.status == "failed":
                 progress.console.print(
                     f"[red]failed[/red] {result.path.name}: {result.error}",
                     markup=True,
                     highlight=False,
                 )
-            progress.update(task, advance=1, counts=text)
+            progress.update(task, advance=1)
 
         yield show_rich
 
@@ -335,7 +342,7 @@ def _run(
     if not as_json:
         echo_err(f"{len(jobs)} job(s) into {runner.out_dir}/ with {runner.generator.name}")
     try:
-        with _display(len(jobs), as_json) as show:
+        with _display(runner, len(jobs), as_json) as show:
             for result in runner.run(jobs):
                 show(result)
     except KeyboardInterrupt:
@@ -377,13 +384,17 @@ def _finish(
         data = {"summary": {**summary.as_dict(), "out": str(runner.out_dir)}}
         typer.echo(json.dumps(data, ensure_ascii=False))
     else:
-        line = (
-            f"{summary.total} job(s): {summary.done} done, {summary.skipped} skipped, "
-            f"{summary.failed} failed"
+        from ._progress import format_summary
+
+        line = format_summary(
+            summary.total,
+            summary.done,
+            summary.failed,
+            summary.skipped,
+            summary.elapsed,
+            not_run=summary.not_run,
         )
-        if summary.not_run:
-            line += f", {summary.not_run} not run"
-        echo_err(f"{line} in {summary.elapsed:.1f}s")
+        echo_err(line)
         for failure in summary.failures:
             echo_err(f"  failed: {failure.job.where} {failure.path.name}: {failure.error}")
         if runner.manifest_path is not None and runner.manifest_path.exists():
