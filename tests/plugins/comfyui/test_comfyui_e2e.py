@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +25,14 @@ import pytest
 from comfyui_fake import load_capture
 from PIL import Image
 
-from degrees37_imagegen import Progress, generate_to_file, read_png_text
-from degrees37_imagegen_comfyui import (
-    ComfyUIGenerator,
-    ComfyUITimeoutError,
-    ComfyUIValidationError,
+from degrees37_imagegen import (
+    GeneratorTimeoutError,
+    JobCanceledError,
+    Progress,
+    generate_to_file,
+    read_png_text,
 )
+from degrees37_imagegen_comfyui import ComfyUIGenerator, ComfyUIValidationError
 
 URL = os.environ.get("IMAGEGEN_COMFYUI_URL", "")
 
@@ -104,7 +109,7 @@ def test_empty_image_template_makes_a_real_image_of_the_requested_size(
     assert size == (333, 222)
     assert pixel == ((colour >> 16) & 255, (colour >> 8) & 255, colour & 255)
     assert "prompt" in text  # ComfyUI's SaveImage writes the prompt; we keep it
-    assert text["imagegen:seed"] == "7"
+    assert text["imagegen:seed"] == "not used"  # the template has no place for a seed
 
     # The identical request again: ComfyUI serves it from cache with the old file name.
     again = generator.generate_image("a flat colour", width=333, height=222, color=colour)
@@ -131,21 +136,66 @@ def test_builtin_workflow_reports_the_missing_checkpoint(
     assert "CheckpointLoaderSimple" in str(info.value)
 
 
+def long_workflow(colour: int | None = None) -> dict[str, Any]:
+    """The captured long prompt (about 6 s of blurring here), with a fresh colour."""
+    workflow: dict[str, Any] = load_capture("q1_post_long.json")["request"]["body"]["json"][
+        "prompt"
+    ]
+    workflow["1"]["inputs"]["color"] = uuid.uuid4().int & 0xFFFFFF if colour is None else colour
+    return workflow
+
+
+def blur_chain(colour: int, *, blurs: int = 16, size: int = 512) -> dict[str, Any]:
+    """EmptyImage -> ``blurs`` short ImageBlur nodes -> SaveImage: several seconds of work
+    made of short nodes (an interrupt takes effect when the running node ends; 512x512
+    takes about 0.6 s a node on a 2-core CPU). Submit it with ``width=height=size``: the
+    generator puts the request's size into EmptyImage."""
+    workflow: dict[str, Any] = {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": size, "height": size, "batch_size": 1, "color": colour},
+        }
+    }
+    for k in range(blurs):
+        workflow[str(10 + k)] = {
+            "class_type": "ImageBlur",
+            "inputs": {"image": [str(9 + k) if k else "1", 0], "blur_radius": 31, "sigma": 10.0},
+        }
+    workflow["99"] = {
+        "class_type": "SaveImage",
+        "inputs": {"images": [str(9 + blurs), 0], "filename_prefix": "imagegen_e2e_chain"},
+    }
+    return workflow
+
+
+def fresh_template() -> dict[str, Any]:
+    """TEMPLATE with a colour unique to this run (so that nothing comes from the cache)."""
+    node = {
+        **TEMPLATE["1"],
+        "inputs": {**TEMPLATE["1"]["inputs"], "color": uuid.uuid4().int & 0xFFFFFF},
+    }
+    return {**TEMPLATE, "1": node}
+
+
+def wait_for_running(client: httpx.Client, prompt_id: str | None = None) -> None:
+    for _ in range(200):
+        running = client.get("/queue").json()["queue_running"]
+        if running and (prompt_id is None or running[0][1] == prompt_id):
+            return
+        time.sleep(0.05)
+    raise AssertionError("nothing started running")
+
+
+def ids_on_server(client: httpx.Client) -> set[str]:
+    queue = client.get("/queue").json()
+    return {item[1] for item in queue["queue_running"] + queue["queue_pending"]}
+
+
 def test_timeout_interrupts_our_running_prompt_and_deletes_our_pending_one(
     generators: list[ComfyUIGenerator],
 ) -> None:
-    # The captured long prompt (about 6 s of blurring here), with a fresh colour each run.
-    workflow = load_capture("q1_post_long.json")["request"]["body"]["json"]["prompt"]
-    workflow["1"]["inputs"]["color"] = uuid.uuid4().int & 0xFFFFFF
-    running = make(generators, workflow_template=workflow, timeout=1.5, poll_interval=0.5)
-    pending_template = {
-        **TEMPLATE,
-        "1": {
-            **TEMPLATE["1"],
-            "inputs": {**TEMPLATE["1"]["inputs"], "color": uuid.uuid4().int & 0xFFFFFF},
-        },
-    }
-    pending = make(generators, workflow_template=pending_template, timeout=0.5, poll_interval=0.2)
+    running = make(generators, workflow_template=long_workflow(), timeout=1.5, poll_interval=0.5)
+    pending = make(generators, workflow_template=fresh_template(), timeout=0.5, poll_interval=0.2)
     errors: dict[str, BaseException] = {}
 
     def run(name: str, generator: ComfyUIGenerator, size: tuple[int, int]) -> None:
@@ -157,33 +207,124 @@ def test_timeout_interrupts_our_running_prompt_and_deletes_our_pending_one(
     first = threading.Thread(target=run, args=("running", running, (1080, 1920)))
     first.start()
     with httpx.Client(base_url=URL, timeout=10) as client:
-        for _ in range(100):  # wait until the long one runs
-            if client.get("/queue").json()["queue_running"]:
-                break
-            threading.Event().wait(0.05)
+        wait_for_running(client)
+        running_id = client.get("/queue").json()["queue_running"][0][1]
         run("pending", pending, (64, 64))
         first.join(60)
         for name in ("running", "pending"):
             error = errors[name]
-            assert isinstance(error, ComfyUITimeoutError), error
+            assert isinstance(error, GeneratorTimeoutError), error
             print(f"\n  {name}: {error}")
-        assert errors["running"].action == "interrupted"  # type: ignore[attr-defined]
-        assert errors["pending"].action == "deleted"  # type: ignore[attr-defined]
-        prompt_id = errors["running"].prompt_id  # type: ignore[attr-defined]
         for _ in range(200):  # the interrupt takes effect when the running node ends
-            history = client.get(f"/history/{prompt_id}").json()
+            history = client.get(f"/history/{running_id}").json()
             if history:
                 break
-            threading.Event().wait(0.1)
-        status = history[prompt_id]["status"]
+            time.sleep(0.1)
+        status = history[running_id]["status"]
         print(
             f"  running prompt's history: {status['status_str']}, "
             f"{[m[0] for m in status['messages']]}"
         )
         assert status["messages"][-1][0] == "execution_interrupted"
-        pending_id = errors["pending"].prompt_id  # type: ignore[attr-defined]
-        assert client.get(f"/history/{pending_id}").json() == {}
         assert client.get("/queue").json() == {"queue_running": [], "queue_pending": []}
+
+
+def test_submit_returns_while_the_server_is_busy(generators: list[ComfyUIGenerator]) -> None:
+    busy = make(generators, workflow_template=blur_chain(uuid.uuid4().int & 0xFFFFFF))
+    quick = make(generators, workflow_template=fresh_template())
+    blocker = busy.submit("x", width=512, height=512)
+    started = time.monotonic()
+    job = quick.submit("y", width=64, height=64)
+    took = time.monotonic() - started
+    print(f"\n  submit took {took:.3f}s; the job is {job.refresh()} behind {blocker.refresh()}")
+    assert took < 1.0
+    assert job.status == "queued"
+    assert blocker.status == "running"
+    assert job.wait(timeout=60).status == "done"
+    assert blocker.refresh() == "done"  # ran first, in the order of submission
+
+
+ATTACH_SCRIPT = """
+import json, sys
+from degrees37_imagegen_comfyui import ComfyUIGenerator
+config, saved, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+generator = ComfyUIGenerator(config, name="e2e")
+job = generator.attach(saved)
+status = job.status
+job.wait(timeout=120)
+print(status, job.save(out), job.info.server)
+"""
+
+
+def test_a_saved_job_is_finished_by_another_process(
+    generators: list[ComfyUIGenerator], tmp_path: Path
+) -> None:
+    colour = uuid.uuid4().int & 0xFFFFFF
+    workflow = blur_chain(colour)
+    config = {"server_address": URL, "timeout": 120, "workflow_template": workflow}
+    generator = ComfyUIGenerator(config, name="e2e")
+    generators.append(generator)
+    job = generator.submit("x", width=512, height=512)
+    saved = json.dumps(job.to_dict())
+    generator.close()
+    out = tmp_path / "from_another_process.png"
+    done = subprocess.run(
+        [sys.executable, "-c", ATTACH_SCRIPT, json.dumps(config), saved, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    print(f"\n  other process: {done.stdout.strip()} {done.stderr.strip()[-300:]}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] in ("queued", "running")  # attached before it finished
+    with Image.open(out) as image:
+        assert image.size == (512, 512)
+        pixel = image.convert("RGB").getpixel((256, 256))
+    want = ((colour >> 16) & 255, (colour >> 8) & 255, colour & 255)
+    assert all(abs(a - b) <= 2 for a, b in zip(pixel, want))  # blurring rounds a little
+
+
+def test_cancel_queued_and_running_jobs_leaves_nothing_of_ours(
+    generators: list[ComfyUIGenerator],
+) -> None:
+    ours = make(generators, workflow_template=blur_chain(uuid.uuid4().int & 0xFFFFFF))
+    queued_template = fresh_template()
+    queued_maker = make(generators, workflow_template=queued_template)
+    with httpx.Client(base_url=URL, timeout=10) as client:
+        running_job = ours.submit("x", width=512, height=512)
+        wait_for_running(client, running_job.id)
+        queued_job = queued_maker.submit("y", width=64, height=64)
+        # Another client's prompt, queued behind ours: never to be touched.
+        other = client.post(
+            "/prompt",
+            json={"prompt": blur_chain(uuid.uuid4().int & 0xFFFFFF), "client_id": "someone-else"},
+        ).json()["prompt_id"]
+        assert queued_job.refresh() == "queued"
+        assert queued_job.cancel() is True
+        assert running_job.cancel() is True
+        with pytest.raises(JobCanceledError):
+            running_job.wait()
+        time.sleep(3)
+        left = ids_on_server(client)
+        history = client.get(f"/history/{running_job.id}").json()
+        messages = [m[0] for m in history[running_job.id]["status"]["messages"]] if history else []
+        print(
+            f"\n  3 s after canceling: on the server {sorted(left)}; ours were "
+            f"{queued_job.id} (queued), {running_job.id} (running, ended with {messages[-1:]}); "
+            f"the other client's {other}"
+        )
+        assert queued_job.id not in left
+        assert running_job.id not in left
+        assert messages[-1] == "execution_interrupted"
+        assert client.get(f"/history/{queued_job.id}").json() == {}
+        assert other in left  # the other client's prompt is still there, running or queued
+        for _ in range(300):  # let it finish: it must succeed, not be interrupted
+            entry = client.get(f"/history/{other}").json()
+            if entry:
+                break
+            time.sleep(0.1)
+        assert entry[other]["status"]["status_str"] == "success"
 
 
 def test_socket_dropped_mid_prompt_reconnects_without_resubmitting(
@@ -215,8 +356,9 @@ def test_socket_dropped_mid_prompt_reconnects_without_resubmitting(
         seen.append(progress)
         if progress.node == "2 ImageBlur" and not dropped.is_set():
             dropped.set()
-            for socket in list(generator._sockets):  # cut the TCP connection under it
-                socket.socket.shutdown(2)
+            for watch in list(generator._watches.values()):  # cut the TCP connection
+                if watch.socket is not None:
+                    watch.socket.socket.shutdown(2)
 
     colour = uuid.uuid4().int & 0xFFFFFF
     image_id = generator.generate_image(
