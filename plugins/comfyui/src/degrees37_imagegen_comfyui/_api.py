@@ -217,6 +217,11 @@ class ComfyUIAPI:
             raise self._transport_error(exc, label, "not_sent") from exc
         except httpx.HTTPError as exc:
             raise PromptMaybeSubmitted(self._transport_error(exc, label)) from exc
+        return self.prompt_answer(response)
+
+    def prompt_answer(self, response: httpx.Response) -> dict[str, Any]:
+        """What ``POST /prompt`` answered (the sync and async drivers read it here)."""
+        label = "POST /prompt"
         status = response.status_code
         if status == 400:
             data = self._json(response, label, "not_sent")

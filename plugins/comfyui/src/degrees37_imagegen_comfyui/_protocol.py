@@ -246,16 +246,13 @@ def read_request(
 
     ``targets`` and ``placeholders`` are a :class:`WorkflowTemplate`'s.
     """
+    names = {"prompt": ("prompt", "positive"), "negative_prompt": ("negative_prompt", "negative")}
     found: dict[str, Any] = {}
     for field_name in ("prompt", "negative_prompt", "width", "height", "seed"):
+        whole = {f"{{{{{name}}}}}" for name in names.get(field_name, (field_name,))}
         places = [(t.node, t.input) for t in targets.get(field_name, ())]
-        places += [
-            key
-            for key, text in placeholders.items()
-            if text.replace(" ", "") in (f"{{{{{field_name}}}}}",)
-            or (field_name == "prompt" and text.replace(" ", "") == "{{positive}}")
-            or (field_name == "negative_prompt" and text.replace(" ", "") == "{{negative}}")
-        ]
+        # A placeholder alone in an input ("{{width}}") was replaced by the value itself.
+        places += [key for key, text in placeholders.items() if text.replace(" ", "") in whole]
         for node_id, input_name in places:
             node = workflow.get(node_id)
             inputs = node.get("inputs") if isinstance(node, Mapping) else None

@@ -60,6 +60,10 @@ def open_socket(
         open_timeout=connect_timeout,
         close_timeout=2,
         max_size=64 * 2**20,
+        # Read everything as it comes, even for a job nobody waits on yet: a bounded queue
+        # would stop reading, and ComfyUI's sender (one loop for every client) would block
+        # on our full socket. The messages are small; the socket closes when the job ends.
+        max_queue=None,
         # websockets logs every handshake header at DEBUG: hide the auth headers first.
         logger=RedactingLogger(logging.getLogger("websockets.client"), dict(headers)),
     )

@@ -7,6 +7,7 @@ I/O); ``_api`` and ``_watch`` talk to the server.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -18,10 +19,29 @@ from typing import Any, ClassVar
 
 from degrees37_imagegen.base import BaseImageGenerator
 from degrees37_imagegen.errors import ConfigError, GeneratorError, InvalidRequestError
+from degrees37_imagegen.images import (
+    DEFAULT_STRENGTH,
+    UploadCache,
+    image_inputs,
+    load_image,
+    parse_loras,
+)
 from degrees37_imagegen.job import TERMINAL, ImageJob, JobRef, JobUpdate
 from degrees37_imagegen.request import ImageRequest
 
 from ._api import ComfyUIAPI, PromptMaybeSubmitted, parse_server_address
+from ._img2img import (
+    IMG2IMG_MAPPING,
+    add_lora_chain,
+    builtin_img2img_workflow,
+    combo_options,
+    fill_titled_images,
+    resolve_loras,
+    titled_image_nodes,
+)
+from ._img2img import (
+    norm_title as _norm,
+)
 from ._monitor import PromptTracker
 from ._protocol import cancel_action, output_images, prompt_body, queue_state, read_request
 from ._samplers import DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS
@@ -36,6 +56,7 @@ from ._settings import (
     request_extra,
     request_values,
 )
+from ._upload import upload_image
 from ._watch import Follower, Watch, open_socket
 from ._workflow import BUILTIN_DEFAULTS, WorkflowTemplate, builtin_workflow, load_workflow
 
@@ -79,6 +100,7 @@ class ComfyUIGenerator(BaseImageGenerator):
         "cfg": None,
         "sampler": None,
         "scheduler": None,
+        "loras": None,
     }
     secret_settings: ClassVar[frozenset[str]] = frozenset({"headers", "api_key"})
     path_settings: ClassVar[frozenset[str]] = frozenset({"workflow_template"})
@@ -143,6 +165,12 @@ class ComfyUIGenerator(BaseImageGenerator):
         self._lock = threading.Lock()
         self._choices: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self._watches: OrderedDict[str, Watch] = OrderedDict()
+        try:
+            self._loras = parse_loras(cfg["loras"])
+        except InvalidRequestError as exc:
+            raise ConfigError(str(exc).removeprefix("loras: "), key="loras") from None
+        self._uploads = UploadCache()  # content hash -> LoadImage value, per server
+        self._img2img_template: WorkflowTemplate | None = None
 
     def poll_delay(self, polls: int) -> float:
         """Waits between looks at a job grow from 10 ms to the ``poll_interval`` setting."""
@@ -187,30 +215,9 @@ class ComfyUIGenerator(BaseImageGenerator):
         is opened (as a new client id) before the prompt is sent; a lost answer is looked
         up in ``/queue`` and ``/history``, never sent twice.
         """
-        check_timeout_option(request.options)
-        index = output_index(request.options)
-        values, overrides = request_values(self.template, request, self._settings, self._values)
-        if self.template.has("sampler") or self.template.has("scheduler"):
-            samplers, schedulers = self._sampler_choices()
-            explicit = overrides["scheduler"] is not None or self.config["scheduler"] is not None
-            check_sampler(
-                values,
-                samplers,
-                schedulers,
-                explicit_scheduler=explicit,
-                has_scheduler=self.template.has("scheduler"),
-            )
-        workflow = self.template.render(values)
         client_id = uuid.uuid4().hex
         prompt_id = str(uuid.uuid4())
-        data: dict[str, Any] = {
-            "client_id": client_id,
-            "seed_used": self.template.has("seed"),
-            "model": values.get("checkpoint") if self.template.has("checkpoint") else None,
-            "extra": request_extra(self.template, values),
-        }
-        if index:
-            data["output_index"] = index
+        workflow, data = self._prepare(request, client_id)
         watch = self._new_watch(prompt_id, data)
         if self._follower.connect(watch):  # before submitting, so that no message is missed
             watch.last_poll = self.clock.monotonic()  # the socket tells; poll when quiet
@@ -227,6 +234,38 @@ class ComfyUIGenerator(BaseImageGenerator):
             )
         self._keep(watch)
         return JobRef(prompt_id, data)
+
+    def _prepare(
+        self, request: ImageRequest, client_id: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The workflow to queue for ``request`` and the job's ``JobRef.data``: what the sync
+        and the async driver (``_async``) both send."""
+        check_timeout_option(request.options)
+        index = output_index(request.options)
+        template, request, images, loras = self._inputs(request)
+        values, overrides = request_values(template, request, self._settings, self._values)
+        if template.has("sampler") or template.has("scheduler"):
+            samplers, schedulers = self._sampler_choices()
+            explicit = overrides["scheduler"] is not None or self.config["scheduler"] is not None
+            check_sampler(
+                values,
+                samplers,
+                schedulers,
+                explicit_scheduler=explicit,
+                has_scheduler=template.has("scheduler"),
+            )
+        workflow = template.render(values)
+        fill_titled_images(workflow, titled_image_nodes(template.nodes), images)
+        add_lora_chain(workflow, loras)
+        data: dict[str, Any] = {
+            "client_id": client_id,
+            "seed_used": template.has("seed"),
+            "model": values.get("checkpoint") if template.has("checkpoint") else None,
+            "extra": {**request_extra(template, values), **_lora_extra(loras)},
+        }
+        if index:
+            data["output_index"] = index
+        return workflow, data
 
     def poll_job(self, ref: JobRef) -> JobUpdate:
         """Look once at ``/history`` and ``/queue``: where is the prompt?"""
@@ -303,6 +342,88 @@ class ComfyUIGenerator(BaseImageGenerator):
         job = ImageJob(self, request, JobRef(image_id, data))
         job.refresh()
         return job
+
+    # -- input images, LoRAs, what the server has ---------------------------------------------
+
+    def _inputs(
+        self, request: ImageRequest
+    ) -> tuple[WorkflowTemplate, ImageRequest, dict[str, str], list[tuple[str, float]]]:
+        """The template for ``request`` (the built-in one starts from ``init_image`` when
+        given), the request with its images' server names, the images for titled nodes, and
+        the LoRAs: everything is checked before the first image is uploaded."""
+        options = dict(request.options)
+        named = image_inputs(options)
+        template = self.template
+        if template.builtin and "init_image" in named:
+            template = self._builtin_img2img()
+            if options.get("strength") is None:
+                options["strength"] = DEFAULT_STRENGTH
+        titled = titled_image_nodes(template.nodes)
+        unplaced = sorted(n for n in named if not template.has(n) and _norm(n) not in titled)
+        if unplaced:
+            raise InvalidRequestError(
+                f"the workflow ({template.name}) has no place for the image "
+                + ", ".join(unplaced)
+                + " (a LoadImage node titled after it, a mapping, or a {{placeholder}})"
+            )
+        wanted = options.get("loras")
+        wanted = self._loras if wanted is None else parse_loras(wanted)
+        loras = resolve_loras(wanted, self.list_models("loras")) if wanted else []
+        uploaded = {
+            name: self._uploads.name(
+                load_image(ref, label=name), lambda i: self.retrying(upload_image, self._api, i)
+            )
+            for name, ref in named.items()
+        }
+        options.update({n: v for n, v in uploaded.items() if template.has(n)})
+        return template, dataclasses.replace(request, options=options), uploaded, loras
+
+    def _builtin_img2img(self) -> WorkflowTemplate:
+        with self._lock:
+            if self._img2img_template is None:
+                mapping = {**IMG2IMG_MAPPING, **dict(_mapping(self.config) or {})}
+                self._img2img_template = WorkflowTemplate(
+                    builtin_img2img_workflow(),
+                    name="built-in img2img",
+                    mapping=mapping,
+                    builtin=True,
+                )
+            return self._img2img_template
+
+    def list_models(self, kind: str = "models") -> list[str]:
+        """Names the server has: ``models`` (checkpoints), ``loras``, ``samplers``,
+        ``schedulers``, or the files of any model folder ComfyUI lists (``vae``...)."""
+        if kind in ("samplers", "schedulers"):
+            info = self.retrying(self._api.object_info, "KSampler").get("KSampler", {})
+            name = "sampler_name" if kind == "samplers" else "scheduler"
+            return combo_options(info, name)
+        folder = {"models": "checkpoints"}.get(kind, kind)
+        folders = self.retrying(self._api.request, "GET", "/models").json()
+        if not isinstance(folders, list) or folder not in folders:
+            raise InvalidRequestError(
+                f"unknown kind {kind!r}; ComfyUI lists models, loras, samplers, schedulers"
+                + (", " + ", ".join(map(str, folders)) if isinstance(folders, list) else "")
+            )
+        names = self.retrying(self._api.request, "GET", f"/models/{folder}").json()
+        return [str(n) for n in names] if isinstance(names, list) else []
+
+    def check_ready(self) -> str | None:
+        """Why no image can be made with these settings (a missing checkpoint), or ``None``."""
+        if not self.template.has("checkpoint"):
+            return None
+        checkpoint = self._settings.get("checkpoint")
+        try:
+            names = self.list_models("models")
+        except GeneratorError as exc:
+            return f"cannot list the checkpoints: {exc}"
+        if checkpoint in names or (checkpoint is None and names):
+            return None
+        if not names:
+            return (
+                f"ComfyUI at {self._api.shown_url} has no checkpoints (models/checkpoints is "
+                f"empty); the workflow needs {checkpoint!r}"
+            )
+        return f"ComfyUI has no checkpoint {checkpoint!r}; it has: {', '.join(names)}"
 
     # -- more for users ----------------------------------------------------------------------
 
@@ -421,6 +542,10 @@ def _mapping(cfg: Mapping[str, Any]) -> Mapping[str, Any] | None:
     if mapping is not None and not isinstance(mapping, Mapping):
         raise ConfigError("must map field names to targets", key="mapping")
     return mapping
+
+
+def _lora_extra(loras: list[tuple[str, float]]) -> dict[str, Any]:
+    return {"loras": ", ".join(f"{n}:{w:g}" for n, w in loras)} if loras else {}
 
 
 def _int(value: Any) -> int:
