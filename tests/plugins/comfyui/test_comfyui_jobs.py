@@ -365,3 +365,30 @@ def test_unknown_prompt_id_is_an_error() -> None:
     generator = scripted_generator(Scripted(), FakeClock())
     with pytest.raises(GeneratorError, match="has no prompt nope"):
         generator.job("nope")
+
+
+# -- wait_job: back at the first news, never later than its timeout ----------------------------
+
+
+def test_wait_returns_at_the_first_message_and_within_its_timeout(
+    fake: FakeComfyUI, make: Make
+) -> None:
+    gate = fake.gate("ImageBlur")
+    generator = make(workflow_template=long_workflow(), poll_interval=5)
+    job = generator.submit("x")
+    updates = []
+    started = time.monotonic()
+    while len(updates) < 50:
+        update = generator.wait_job(job.ref, 5.0)
+        updates.append(update)
+        if update.progress is not None and update.progress.node == "10 ImageBlur":
+            break
+    assert time.monotonic() - started < 2  # each returned at a message, not after 5 s
+    assert updates[-1].status == "running"
+    # The gated node is silent now: the wait ends at its own timeout, not at poll_interval.
+    started = time.monotonic()
+    update = generator.wait_job(job.ref, 0.3)
+    assert 0.25 <= time.monotonic() - started < 1.5
+    assert update.status == "running"
+    gate.set()
+    assert job.wait(timeout=10).status == "done"
