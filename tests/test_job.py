@@ -360,3 +360,16 @@ def test_a_generator_must_implement_one_contract() -> None:
 
     with pytest.raises(TypeError, match="not poll_job, fetch_image"):
         Half()
+
+
+def test_poll_delay_is_capped_however_long_the_wait(server: Server) -> None:
+    gen = StepGenerator(server)
+    assert gen.poll_delay(0) == 0.0
+    assert gen.poll_delay(5000) == gen.poll_interval  # no OverflowError after ~30 minutes
+
+
+def test_generate_image_takes_a_timeout_per_call(server: Server) -> None:
+    gen = StepGenerator(server)
+    with pytest.raises(GeneratorTimeoutError, match="not done after 0.5s"):
+        gen.generate_image("x", width=8, height=8, timeout=0.5)
+    assert server.jobs["j1"]["state"] == "canceled"

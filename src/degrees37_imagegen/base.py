@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from . import _pipeline
+from ._async_api import AsyncAPI
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import GeneratorError, InvalidRequestError
+from .images import prepare_image_options
 from .job import ImageData, ImageJob, JobRef, JobUpdate
 from .progress import Progress, ProgressCallback
 from .redaction import redact
@@ -89,7 +91,7 @@ class ImageInfo:
         return meta
 
 
-class BaseImageGenerator(ABC):
+class BaseImageGenerator(AsyncAPI, ABC):
     """Base class of every image generator.
 
     The core owns the pipeline: it validates the size, resolves the seed, follows the job,
@@ -106,6 +108,9 @@ class BaseImageGenerator(ABC):
 
     Users hold jobs (:meth:`submit`, :meth:`attach`) or use the original API
     (:meth:`generate_image` then :meth:`download_image`), which is a thin layer over jobs.
+    The async API mirrors it (``asubmit``, ``aattach``, ``agenerate_image``,
+    ``adownload_image``, ``async with``; see :mod:`degrees37_imagegen.aio`): a plugin may
+    implement async steps (``astart_job``...); otherwise its sync steps run in a worker thread.
 
     A generator written for the original contract, implementing ``generate_image`` and
     ``download_image`` itself, keeps working: the core adapts it into jobs that are done
@@ -174,7 +179,7 @@ class BaseImageGenerator(ABC):
 
     # -- the steps a plugin implements ---------------------------------------------------
 
-    def validate_config(self) -> None:  # noqa: B027 (optional hook, empty on purpose)
+    def validate_config(self) -> None:  # optional hook, empty on purpose
         """Check ``self.config``; raise :class:`ConfigError` with ``key=`` the bad setting.
 
         Called at the end of ``__init__``, so that bad settings are reported when the
@@ -239,6 +244,17 @@ class BaseImageGenerator(ABC):
         """How long :meth:`generate_image` waits for a job before canceling it (seconds)."""
         return None
 
+    def list_models(self, kind: str = "models") -> list[str]:
+        """What the server has of ``kind``: ``models`` (checkpoints, main models), ``loras``,
+        ``samplers`` or ``schedulers`` (plugins may know more kinds), as names.
+
+        The default raises :class:`GeneratorError`: the generator cannot tell.
+        """
+        raise GeneratorError(
+            f"generator {self.name!r} ({type(self).__name__}) cannot list {kind}: not supported",
+            generator=self.name,
+        )
+
     # -- jobs ------------------------------------------------------------------------------
 
     def submit(
@@ -264,6 +280,7 @@ class BaseImageGenerator(ABC):
                 self, prompt, negative_prompt, width, height, seed, on_progress, options
             )
         width, height = self._step(self.validate_dimensions, width, height)
+        options = self._step(prepare_image_options, options)  # images -> stored references
         request = ImageRequest(
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -312,11 +329,14 @@ class BaseImageGenerator(ABC):
         The same as ``submit(...).wait()``: ``seed=-1`` asks for a random seed (the seed
         really used is in :meth:`image_info`); ``on_progress=callback`` receives
         :class:`~degrees37_imagegen.Progress` reports. A job that is not done within
-        :meth:`job_timeout` is canceled and :class:`GeneratorTimeoutError` raised. Failures
-        raise a :class:`~degrees37_imagegen.GeneratorError` subclass.
+        ``timeout=`` seconds (default :meth:`job_timeout`) is canceled and
+        :class:`GeneratorTimeoutError` raised. Failures raise a
+        :class:`~degrees37_imagegen.GeneratorError` subclass.
         """
+        timeout = kwargs.pop("timeout", None)
         job = self.submit(prompt, negative_prompt, width, height, seed, **kwargs)
-        _pipeline.wait_or_cancel(job, self.job_timeout(), on_interrupt=True)
+        limit = self.job_timeout() if timeout is None else float(timeout)
+        _pipeline.wait_or_cancel(job, limit, on_interrupt=True)
         return job.id
 
     def download_image(self, image_id: str, output_path: str | Path) -> bool:
@@ -374,7 +394,7 @@ class BaseImageGenerator(ABC):
         """How long to wait before poll number ``polls`` of a job (0 for the first)."""
         if polls <= 0:
             return 0.0
-        return float(min(self.poll_interval, 0.01 * 1.5 ** (polls - 1)))
+        return float(min(self.poll_interval, 0.01 * 1.5 ** min(polls - 1, 60)))
 
     def retrying(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call ``func(*args, **kwargs)``, retrying connection, timeout and limit errors.
@@ -420,7 +440,7 @@ class BaseImageGenerator(ABC):
         """``self.config`` with every secret value hidden."""
         return dict(redact(self.config, self.secret_settings))
 
-    def close(self) -> None:  # noqa: B027 (optional hook, empty on purpose)
+    def close(self) -> None:  # optional hook, empty on purpose
         """Release connections and other resources. The generator is not used afterwards."""
 
     def __enter__(self) -> Self:
