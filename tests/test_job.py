@@ -370,6 +370,6 @@ def test_poll_delay_is_capped_however_long_the_wait(server: Server) -> None:
 
 def test_generate_image_takes_a_timeout_per_call(server: Server) -> None:
     gen = StepGenerator(server)
-    with pytest.raises(GeneratorTimeoutError, match="not done after 0.5s"):
+    with pytest.raises(GeneratorTimeoutError, match=r"not done after 0\.5s"):
         gen.generate_image("x", width=8, height=8, timeout=0.5)
     assert server.jobs["j1"]["state"] == "canceled"
