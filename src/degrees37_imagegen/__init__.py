@@ -17,6 +17,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .aio import AsyncImageJob
     from .base import (
         COMMON_SETTINGS,
         MAX_SEED,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
         parse_jobs,
         run_batch,
     )
+    from .batch.arunner import run_batch_async
     from .clock import SYSTEM_CLOCK, Clock, SystemClock
     from .config import GeneratorsConfig, expand_env, find_config, load_config
     from .errors import (
@@ -79,6 +81,8 @@ __version__ = "0.1.0"
 # Names are imported on first use (PEP 562), so that ``import degrees37_imagegen`` and the
 # CLI's ``--help`` stay fast: YAML, tenacity and friends load only when something needs them.
 _LAZY: dict[str, str] = {
+    "AsyncImageJob": "aio",
+    "run_batch_async": "batch.arunner",
     "SYSTEM_CLOCK": "clock",
     "Clock": "clock",
     "SystemClock": "clock",
@@ -162,6 +166,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AsyncImageJob",
+    "run_batch_async",
     "SYSTEM_CLOCK",
     "Clock",
     "SystemClock",

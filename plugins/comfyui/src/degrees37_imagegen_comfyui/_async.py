@@ -128,6 +128,14 @@ class AsyncComfyUI:
         """``GET /queue`` as sent."""
         return self.api._json(await self.request("GET", "/queue"), "GET /queue")
 
+    async def delete_from_queue(self, prompt_id: str) -> None:
+        """Remove ``prompt_id`` from the pending queue (a no-op once it runs)."""
+        await self.request("POST", "/queue", json={"delete": [prompt_id]})
+
+    async def interrupt(self, prompt_id: str) -> None:
+        """Interrupt ``prompt_id``; the server does it only if that prompt is running."""
+        await self.request("POST", "/interrupt", json={"prompt_id": prompt_id})
+
     async def post_prompt(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Queue a prompt (see the sync ``ComfyUIAPI.post_prompt``)."""
         label = "POST /prompt"
@@ -404,11 +412,11 @@ class AsyncComfyUI:
         acted = False
         state = queue_state(await aretrying(gen, self.queue), ref.id)
         if cancel_action(state) == "delete":
-            await aretrying(gen, self.request, "POST", "/queue", json={"delete": [ref.id]})
+            await aretrying(gen, self.delete_from_queue, ref.id)
             acted = True
             state = queue_state(await aretrying(gen, self.queue), ref.id)
         if cancel_action(state) == "interrupt":
-            await aretrying(gen, self.request, "POST", "/interrupt", json={"prompt_id": ref.id})
+            await aretrying(gen, self.interrupt, ref.id)
             acted = True
         if acted:
             self._prompts.pop(ref.id, None)

@@ -15,7 +15,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from degrees37_imagegen.base import BaseImageGenerator
 from degrees37_imagegen.errors import ConfigError, GeneratorError, InvalidRequestError
@@ -59,6 +59,11 @@ from ._settings import (
 from ._upload import upload_image
 from ._watch import Follower, Watch, open_socket
 from ._workflow import BUILTIN_DEFAULTS, WorkflowTemplate, builtin_workflow, load_workflow
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from ._async import AsyncComfyUI
 
 __all__ = ["ComfyUIGenerator"]
 
@@ -424,6 +429,49 @@ class ComfyUIGenerator(BaseImageGenerator):
                 f"empty); the workflow needs {checkpoint!r}"
             )
         return f"ComfyUI has no checkpoint {checkpoint!r}; it has: {', '.join(names)}"
+
+    # -- the async steps: one socket per generator (see ``_async``) -------------------------
+
+    _adriver: AsyncComfyUI | None = None
+
+    def _aio(self) -> AsyncComfyUI:
+        import asyncio
+
+        from ._async import AsyncComfyUI
+
+        driver = self._adriver
+        if driver is None or driver.loop is not asyncio.get_running_loop():
+            driver = self._adriver = AsyncComfyUI(self)
+        return driver
+
+    async def astart_job(self, request: ImageRequest) -> JobRef:
+        """:meth:`start_job`, natively async."""
+        return await self._aio().start(request)
+
+    async def apoll_job(self, ref: JobRef) -> JobUpdate:
+        """:meth:`poll_job`, natively async."""
+        return await self._aio().poll(ref)
+
+    async def await_job(self, ref: JobRef, timeout: float) -> JobUpdate:
+        """:meth:`wait_job`, natively async, on the generator's one WebSocket."""
+        return await self._aio().wait(ref, timeout)
+
+    async def afetch_image(self, ref: JobRef, result: Mapping[str, Any]) -> AsyncIterator[bytes]:
+        """:meth:`fetch_image`, natively async: the image streamed from ``/view``."""
+        return await self._aio().fetch(ref, result)
+
+    async def acancel_job(self, ref: JobRef) -> bool:
+        """:meth:`cancel_job`, natively async."""
+        return await self._aio().cancel(ref)
+
+    async def aclose(self) -> None:
+        """Close the async client and socket, then the sync ones."""
+        import asyncio
+
+        driver, self._adriver = self._adriver, None
+        if driver is not None and driver.loop is asyncio.get_running_loop():
+            await driver.aclose()
+        self.close()
 
     # -- more for users ----------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
@@ -56,6 +56,11 @@ from ._resolution import as_size, fit_png, fit_target
 from ._settings import DEFAULT_SETTINGS, validate_settings
 from ._templates import GraphTemplate
 from .errors import InvokeAIHTTPError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from ._async import AsyncInvokeAI
 
 __all__ = ["InvokeAIGenerator"]
 
@@ -161,6 +166,51 @@ class InvokeAIGenerator(BaseImageGenerator):
     def job_timeout(self) -> float | None:
         """``max_wait``: ``generate_image`` cancels the item after that long, then raises."""
         return float(self.config["max_wait"])
+
+    # -- the async steps: httpx's and socket.io's async clients (see ``_async``) -------------
+
+    _adriver: AsyncInvokeAI | None = None
+
+    def _aio(self) -> AsyncInvokeAI:
+        import asyncio
+
+        from ._async import AsyncInvokeAI
+
+        driver = self._adriver
+        if driver is None or driver.loop is not asyncio.get_running_loop():
+            driver = self._adriver = AsyncInvokeAI(self)
+        return driver
+
+    async def astart_job(self, request: ImageRequest) -> JobRef:
+        """:meth:`start_job`, natively async."""
+        return await self._aio().start(request)
+
+    async def apoll_job(self, ref: JobRef) -> JobUpdate:
+        """:meth:`poll_job`, natively async."""
+        return await self._aio().poll(ref)
+
+    async def await_job(self, ref: JobRef, timeout: float) -> JobUpdate:
+        """:meth:`wait_job`, natively async, on the generator's one socket.io connection."""
+        return await self._aio().wait(ref, timeout)
+
+    async def afetch_image(
+        self, ref: JobRef, result: Mapping[str, Any]
+    ) -> bytes | AsyncIterator[bytes]:
+        """:meth:`fetch_image`, natively async."""
+        return await self._aio().fetch(ref, result)
+
+    async def acancel_job(self, ref: JobRef) -> bool:
+        """:meth:`cancel_job`, natively async."""
+        return await self._aio().cancel(ref)
+
+    async def aclose(self) -> None:
+        """Close the async clients, then the sync ones."""
+        import asyncio
+
+        driver, self._adriver = self._adriver, None
+        if driver is not None and driver.loop is asyncio.get_running_loop():
+            await driver.aclose()
+        self.close()
 
     # -- look-ups (see Catalog) ------------------------------------------------------------
 

@@ -1,0 +1,432 @@
+"""The async driver of :class:`~.generator.InvokeAIGenerator`: httpx's ``AsyncClient`` and
+python-socketio's ``AsyncClient``, driven by the same rules as the sync driver.
+
+What to send comes from ``_plan`` (and the generator's own look-ups, read once and kept),
+what answers and events mean from ``_queue``, ``_messages`` and ``_http``, when to read an
+item again from ``_schedule``: one copy of the rules, two drivers. One socket.io connection
+per generator, subscribed to the queue before the first enqueue, hands each event to the
+item it names; items are still read over HTTP when an event says one may have ended, now
+and then in case an event was lost, and on the core's schedule when the socket is down.
+
+The driver belongs to the event loop it was first used on; used from another loop (a new
+``asyncio.run``) it starts afresh there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from degrees37_imagegen.aio import aretrying, asleep, await_event
+from degrees37_imagegen.errors import (
+    RETRYABLE_ERRORS,
+    GeneratorConnectionError,
+    GeneratorError,
+    GeneratorTimeoutError,
+    IncompleteImageError,
+)
+from degrees37_imagegen.job import TERMINAL, JobRef, JobUpdate
+from degrees37_imagegen.request import ImageRequest
+
+from ._api import QUEUE
+from ._events import _SIO_LOG, socket_address
+from ._http import check_response, json_body, transport_error, was_not_sent
+from ._messages import QUEUE_ID, event_update, read_event
+from ._plan import Lookups, enqueue_body, is_ours, new_destination, plan_image, requested_size
+from ._queue import TERMINAL_STATUSES, ItemFacts, item_update
+from ._resolution import as_size, fit_png, fit_target
+from ._schedule import PollState, reconnect_delay
+from .errors import InvokeAIHTTPError
+
+if TYPE_CHECKING:
+    from .generator import InvokeAIGenerator
+
+__all__ = ["AsyncInvokeAI"]
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 16
+
+
+@dataclass
+class _Item:
+    """What the driver knows about one queue item it follows."""
+
+    steps: int | None
+    poll: PollState = field(default_factory=PollState)
+    news: deque[JobUpdate] = field(default_factory=deque)
+    look: bool = False
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _Reached(Exception):
+    def __init__(self, error: GeneratorError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class AsyncInvokeAI:
+    """One generator's async I/O: the HTTP client, the socket.io client, the items."""
+
+    def __init__(self, gen: InvokeAIGenerator) -> None:
+        self.gen = gen
+        self.loop = asyncio.get_running_loop()
+        self._client: httpx.AsyncClient | None = None
+        self._items: dict[str, _Item] = {}
+        self._lookups: Lookups | None = None
+        self._sio: Any = None
+        self._live = False
+        self._opening = asyncio.Lock()
+        self._failures = 0
+        self._next_attempt = 0.0
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The ``httpx.AsyncClient`` (made on first use)."""
+        if self._client is None:
+            token = self.gen.config["token"]
+            headers = {"Accept": "application/json"}
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            self._client = httpx.AsyncClient(
+                base_url=self.gen.base_url,
+                timeout=float(self.gen.config["timeout"]),
+                headers=headers,
+                transport=self.gen.transport,
+                limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            )
+        return self._client
+
+    async def call(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
+    ) -> Any:
+        """One request answered with JSON (see the sync ``InvokeAIAPI.call``)."""
+        try:
+            response = await self.client.request(method, path, params=params, json=json)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, method, self.gen.base_url + path) from exc
+        check_response(response)
+        return json_body(response)
+
+    async def read(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """A GET, retried on connection, timeout and limit errors."""
+        return await aretrying(self.gen, self._get, path, params)
+
+    async def _get(self, path: str, params: Mapping[str, Any] | None) -> Any:
+        return await self.call("GET", path, params=params)
+
+    async def send(self, method: str, path: str, *, json: Any = None) -> Any:
+        """A request that changes something: repeated only while it never reached the server."""
+
+        async def attempt() -> Any:
+            try:
+                return await self.call(method, path, json=json)
+            except GeneratorError as exc:
+                if isinstance(exc, RETRYABLE_ERRORS) and was_not_sent(exc):
+                    raise
+                raise _Reached(exc) from exc
+
+        try:
+            return await aretrying(self.gen, attempt)
+        except _Reached as reached:
+            raise reached.error from reached.error.__cause__
+
+    async def read_item(self, item_id: str) -> dict[str, Any] | None:
+        """The queue item, or ``None`` when InvokeAI has none by that id (deleted)."""
+        try:
+            item = await self.read(f"{QUEUE}/i/{item_id}")
+        except InvokeAIHTTPError as exc:
+            if exc.status_code == 404:
+                return None
+            exc.work = "queued"
+            raise
+        except GeneratorConnectionError as exc:
+            raise GeneratorConnectionError(
+                f"lost InvokeAI while waiting for queue item {item_id}: {exc}", work="queued"
+            ) from exc
+        except GeneratorError as exc:
+            exc.work = "queued"
+            raise
+        if not isinstance(item, dict):
+            raise GeneratorError(f"queue item {item_id} answered no item", work="queued")
+        return item
+
+    async def stream(self, name: str) -> AsyncIterator[bytes]:
+        """The image's bytes, in chunks, as they arrive."""
+        path = self.gen._api.image_path(name)
+        url = self.gen.base_url + path
+        try:
+            async with self.client.stream("GET", path) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    check_response(response, self.gen.name)
+                content_type = response.headers.get("content-type", "")
+                if not content_type.startswith("image/"):
+                    raise GeneratorError(
+                        f"GET {url} answered {content_type or 'no content type'}, not an image",
+                        generator=self.gen.name,
+                    )
+                async for chunk in response.aiter_bytes(_CHUNK):
+                    yield chunk
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, "GET", url, self.gen.name) from exc
+
+    # -- events ----------------------------------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        """Whether the socket is connected and subscribed."""
+        return self._live
+
+    async def ensure_events(self) -> bool:
+        """Connect and subscribe (once; again after a drop, backing off); whether live.
+
+        Never raises: without events, items are followed by polling.
+        """
+        gen = self.gen
+        if not gen.config["events"] or self._live:
+            return self._live
+        async with self._opening:
+            now = gen.clock.monotonic()
+            if self._live or now < self._next_attempt:
+                return self._live
+            try:
+                await self._connect()
+            except Exception as exc:  # any failure means: poll, and try again later
+                self._failures += 1
+                self._next_attempt = now + reconnect_delay(self._failures)
+                level = logging.WARNING if self._failures == 1 else logging.DEBUG
+                log.log(
+                    level,
+                    "InvokeAI's socket.io events are unavailable (%s); following queue items "
+                    "by polling",
+                    type(exc).__name__,
+                )
+                await self._drop_socket()
+                return False
+            self._failures = 0
+            return True
+
+    async def _connect(self) -> None:
+        import socketio  # its AsyncClient needs aiohttp: imported only when used
+
+        gen = self.gen
+        timeout = min(float(gen.config["timeout"]), 10.0)
+        token = gen.config["token"]
+        url, path = socket_address(gen.base_url)
+        sio = socketio.AsyncClient(reconnection=False, logger=_SIO_LOG, engineio_logger=_SIO_LOG)
+        sio.on("disconnect", self._on_disconnect)
+        sio.on("*", self._on_event)
+        self._sio = sio
+        await sio.connect(
+            url,
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+            transports=["websocket"],
+            socketio_path=path,
+            wait_timeout=timeout,
+        )
+        await sio.call("subscribe_queue", {"queue_id": QUEUE_ID}, timeout=timeout)
+        self._live = True
+
+    async def _on_disconnect(self, *args: Any) -> None:
+        self._live = False
+        for item in self._items.values():
+            item.look = True  # events may be lost from here on: read the items now
+            item.event.set()
+
+    async def _on_event(self, name: str, *args: Any) -> None:
+        for news in read_event(str(name), args[0] if args else None):
+            items = (
+                list(self._items.values())
+                if news.item_id is None
+                else [self._items[k] for k in (str(news.item_id),) if k in self._items]
+            )
+            for item in items:
+                if news.look:
+                    item.look = True
+                if news.event is not None:
+                    update = event_update(*news.event, steps=item.steps, generator=self.gen.name)
+                    if update is not None:
+                        item.news.append(update)
+                item.event.set()
+
+    async def _drop_socket(self) -> None:
+        sio, self._sio = self._sio, None
+        self._live = False
+        if sio is not None:
+            try:
+                await sio.disconnect()
+            except Exception:  # a broken socket may fail to close; it is gone either way
+                log.debug("closing the socket.io connection failed", exc_info=True)
+
+    # -- the steps -------------------------------------------------------------------------
+
+    def follow(self, ref: JobRef) -> _Item:
+        """The item ``ref`` as followed here (made anew for one enqueued elsewhere)."""
+        item = self._items.get(ref.id)
+        if item is None:
+            steps = ref.data.get("steps")
+            item = self._items[ref.id] = _Item(steps if isinstance(steps, int) else None)
+        return item
+
+    async def _look_up(self, request: ImageRequest) -> Lookups:
+        """What the request names on the server (preset, model, board...): the sync
+        generator's look-ups, in a worker thread; kept when they depend on the settings
+        alone (no per-call options, no style preset), so each is read once."""
+        cfg = self.gen.config
+        shared = not request.options and not cfg["style_preset"]
+        if shared and self._lookups is not None:
+            return self._lookups
+        found = await asyncio.to_thread(self.gen._look_up, request)
+        if shared:
+            self._lookups = found
+        return found
+
+    async def start(self, request: ImageRequest) -> JobRef:
+        """``astart_job``: plan the graph, subscribe, enqueue; never enqueued twice."""
+        gen = self.gen
+        plan = plan_image(request, gen.config, gen._template, await self._look_up(request))
+        destination = new_destination(request.width, request.height)
+        await self.ensure_events()  # subscribed before enqueuing: no event is missed
+        found = await self._enqueue(enqueue_body(plan, destination), destination)
+        ref = JobRef(str(found["item_id"]), gen._ref_data(found, destination, plan))
+        self.follow(ref)
+        return ref
+
+    async def _enqueue(self, body: dict[str, Any], destination: str) -> dict[str, Any]:
+        try:
+            answer = await self.send("POST", f"{QUEUE}/enqueue_batch", json=body)
+        except (GeneratorConnectionError, GeneratorTimeoutError) as exc:
+            if was_not_sent(exc):
+                exc.work = "not_sent"
+                raise
+            try:  # it may have been queued: look for it rather than enqueue it again
+                items = await self.read(f"{QUEUE}/list_all", {"destination": destination})
+            except GeneratorError as lookup:
+                log.warning("could not check whether the image was queued: %s", lookup)
+                items = None
+            if isinstance(items, list) and items and isinstance(items[0], dict):
+                return dict(items[0])
+            raise type(exc)(
+                f"{exc}; no image was queued, and the request was not repeated since it "
+                "may have reached the server",
+                work="unknown",
+            ) from exc
+        except GeneratorError as exc:
+            exc.work = exc.work or "not_sent"
+            raise
+        item_ids = answer.get("item_ids") if isinstance(answer, dict) else None
+        if not isinstance(item_ids, list) or len(item_ids) != 1:
+            raise GeneratorError(
+                f"enqueue answered item_ids {item_ids!r}, not one id", work="unknown"
+            )
+        batch = answer.get("batch") if isinstance(answer, dict) else None
+        batch_id = batch.get("batch_id") if isinstance(batch, dict) else None
+        return {"item_id": int(item_ids[0]), "batch_id": batch_id}
+
+    async def poll(self, ref: JobRef) -> JobUpdate:
+        """``apoll_job``: read the queue item once (see the sync ``poll_job``)."""
+        gen = self.gen
+        found = await self.read_item(ref.id)
+        destination = ref.data.get("destination")
+        if found is None:
+            update = JobUpdate("canceled", error=gen._deleted(ref.id))
+        elif destination is not None and not is_ours(found, str(destination)):
+            update = JobUpdate("canceled", error=gen._deleted(ref.id, "replaced by another"))
+        else:
+            update = item_update(found, ItemFacts.from_ref(ref.data, gen._output_node()), gen.name)
+        item = self._items.get(ref.id)
+        if item is not None:
+            item.poll.polled(gen.clock.monotonic(), update.status)
+        if update.status in TERMINAL:
+            self._items.pop(ref.id, None)
+        return update
+
+    async def wait(self, ref: JobRef, timeout: float) -> JobUpdate:
+        """``await_job``: an event about the item ends the wait early; the item is read when
+        an event says it may have ended, or when a read is due. Progress is coalesced: one
+        update per wait, the latest."""
+        gen = self.gen
+        item = self.follow(ref)
+        live = self._live or await self.ensure_events()
+        if not item.news and not item.look:
+            if live:
+                await await_event(gen.clock, item.event, timeout)
+            else:
+                await asleep(gen.clock, timeout)
+        item.event.clear()
+        latest = item.news.pop() if item.news else None
+        item.news.clear()
+        due = item.poll.due(
+            gen.clock.monotonic(),
+            events_live=self._live,
+            look=item.look,
+            poll_interval=gen.poll_interval,
+        )
+        if due:
+            item.look = False
+            return await self.poll(ref)
+        if latest is not None:
+            return latest
+        return JobUpdate(item.poll.status or "queued")
+
+    async def fetch(self, ref: JobRef, result: Mapping[str, Any]) -> bytes | AsyncIterator[bytes]:
+        """``afetch_image``: the image streamed, or read whole and fitted to the requested
+        size (an SDXL image generated at another size), as the sync driver does."""
+        gen = self.gen
+        name = str(result["image_name"])
+        requested = as_size(ref.data.get("size")) or requested_size(ref.data.get("destination"))
+        how, size = fit_target(
+            requested, as_size(result.get("size")), bool(gen.config["keep_native_size"])
+        )
+        if how == "stream" or size is None:
+            return self.stream(name)
+
+        async def whole() -> bytes:
+            return b"".join([chunk async for chunk in self.stream(name)])
+
+        data = await aretrying(gen, whole)
+        try:
+            return fit_png(data, size[0], size[1])
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise IncompleteImageError(
+                f"image {name} of queue item {ref.id} is not a whole image ({exc})", work="ran"
+            ) from exc
+
+    async def cancel(self, ref: JobRef) -> bool:
+        """``acancel_job``: cancel our queue item, only if it is ours and not over."""
+        found = await self.read_item(ref.id)
+        destination = ref.data.get("destination")
+        ours = found is not None and is_ours(
+            found, None if destination is None else str(destination)
+        )
+        if found is None or not ours:
+            if found is not None:
+                log.warning("queue item %s is not this job's: not canceling it", ref.id)
+            return False
+        if found.get("status") in TERMINAL_STATUSES:
+            return False
+
+        async def put() -> Any:
+            return await self.call("PUT", f"{QUEUE}/i/{ref.id}/cancel")
+
+        answer = await aretrying(self.gen, put)
+        acted = isinstance(answer, dict) and answer.get("status") == "canceled"
+        if acted:
+            self._items.pop(ref.id, None)
+        return acted
+
+    async def aclose(self) -> None:
+        """Close the socket.io connection and the HTTP client."""
+        await self._drop_socket()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()

@@ -1,0 +1,221 @@
+"""InvokeAI's native async driver: the same behaviours as the sync one (submit, wait, save,
+attach, cancel only ours, errors), on the fake InvokeAI; events over socket.io's
+``AsyncClient`` on the fake socket.io endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import httpx
+import pytest
+from invokeai_fake import QUEUE, model_record
+from PIL import Image
+
+from degrees37_imagegen import GeneratorConnectionError, Progress, read_png_text
+from degrees37_imagegen.aio import is_native
+from degrees37_imagegen.errors import JobCanceledError
+from degrees37_imagegen_invokeai import InvokeAIGenerator
+from degrees37_imagegen_invokeai.errors import InvokeAIRequestError, QueueItemError
+
+SDXL_KEY = "5b5a8c1e-0000-4000-8000-00000000sdxl"
+ENQUEUE = f"{QUEUE}/enqueue_batch"
+
+
+@pytest.fixture
+def sdxl(fake):
+    fake.models = [model_record("sdxl-base", "sdxl", key=SDXL_KEY)]
+    return fake
+
+
+def enqueue_as_another_client(fake, blank_template) -> int:
+    body = {
+        "prepend": False,
+        "batch": {"graph": blank_template, "runs": 1, "origin": "canvas", "destination": "gallery"},
+    }
+    body["batch"]["graph"]["nodes"]["blank"].update(width=64, height=64)
+    with httpx.Client(base_url=fake.base_url, transport=fake.transport) as client:
+        answer = client.post(ENQUEUE, json=body)
+    return int(answer.json()["item_ids"][0])
+
+
+def test_invokeai_has_native_async_steps(sdxl, make_generator):
+    assert is_native(make_generator(default_model="sdxl-base"))
+
+
+def test_asubmit_returns_while_pending_then_wait_and_save(sdxl, make_generator, tmp_path):
+    fake = sdxl
+    fake.script = ["pending"]
+
+    async def main() -> None:
+        async with make_generator(default_model="sdxl-base") as gen:
+            job = await gen.asubmit("a lighthouse", width=1080, height=1920, seed=7)
+            assert (job.id, job.status, job.done) == ("1", "queued", False)
+            assert fake.items[1].status == "pending"
+            fake.items[1].script = ["in_progress", "completed"]
+            await job.wait()
+            assert job.info is not None
+            assert job.info.seed == 7
+            await job.save(tmp_path / "a.png")
+
+    asyncio.run(main())
+    with Image.open(tmp_path / "a.png") as img:
+        assert img.size == (1080, 1920)  # the SDXL output, fitted
+    assert read_png_text(tmp_path / "a.png")["imagegen:seed"] == "7"
+
+
+def test_saved_job_is_aattached_by_a_new_generator(sdxl, make_generator, tmp_path):
+    fake = sdxl
+    fake.script = ["pending"]
+
+    async def main() -> None:
+        first = make_generator(default_model="sdxl-base")
+        job = await first.asubmit("a lighthouse", "blurry", width=1080, height=1920, seed=42)
+        saved = json.dumps(job.to_dict())
+        await first.aclose()
+        fake.items[1].script = ["in_progress", "completed"]
+        second = make_generator(default_model="sdxl-base")
+        again = await second.aattach(json.loads(saved))
+        assert again.id == "1"
+        await (await again.wait()).save(tmp_path / "attached.png")
+
+    asyncio.run(main())
+    text = read_png_text(tmp_path / "attached.png")
+    assert (text["imagegen:seed"], text["imagegen:prompt"]) == ("42", "a lighthouse")
+    assert fake.count("POST", ENQUEUE) == 1
+
+
+def test_agenerate_then_adownload_on_a_new_generator(sdxl, make_generator, tmp_path):
+    async def main() -> None:
+        gen = make_generator(default_model="sdxl-base")
+        image_id = await gen.agenerate_image("a fox", width=1080, height=1920, seed=3)
+        other = make_generator(default_model="sdxl-base")
+        assert await other.adownload_image(image_id, tmp_path / "fox.png")
+
+    asyncio.run(main())
+    assert read_png_text(tmp_path / "fox.png")["imagegen:seed"] == "3"
+
+
+def test_acancel_pending_and_never_another_clients(sdxl, make_generator, blank_template):
+    fake = sdxl
+    fake.script = ["pending"]
+    other_id = enqueue_as_another_client(fake, blank_template)
+
+    async def main() -> None:
+        gen = make_generator(default_model="sdxl-base")
+        job = await gen.asubmit("x")
+        assert await job.cancel() is True
+        assert job.status == "canceled"
+        with pytest.raises(JobCanceledError):
+            await job.wait()
+        assert await job.cancel() is False
+
+    asyncio.run(main())
+    assert fake.canceled == [other_id + 1]
+    assert fake.items[other_id].status == "pending"
+
+
+def test_acancel_in_progress_and_finished(sdxl, make_generator):
+    fake = sdxl
+    fake.script = ["in_progress"]
+
+    async def main() -> None:
+        gen = make_generator(default_model="sdxl-base")
+        job = await gen.asubmit("x")
+        assert await job.refresh() == "running"
+        assert await job.cancel() is True
+        fake.script = ["pending", "in_progress", "completed"]
+        done = await gen.asubmit("y")
+        await done.wait()
+        assert await done.cancel() is False
+
+    asyncio.run(main())
+    assert fake.canceled == [1]
+
+
+def test_enqueue_errors_say_whether_the_image_may_exist(sdxl, make_generator):
+    fake = sdxl
+
+    async def submit(**settings) -> None:
+        await make_generator(default_model="sdxl-base", **settings).asubmit("x")
+
+    fake.add_fault("enqueue", *["connect"] * 10)
+    with pytest.raises(GeneratorConnectionError) as refused:
+        asyncio.run(submit(retries=1))
+    assert refused.value.work == "not_sent"
+    assert refused.value.generator == "invokeai"
+    fake.faults.clear()
+    fake.add_fault("enqueue", "dropped")
+    with pytest.raises(GeneratorConnectionError) as dropped:
+        asyncio.run(submit())
+    assert dropped.value.work == "unknown"
+    fake.reject_next_enqueue = "malformed_bad_field_value_noise_width.json"
+    with pytest.raises(InvokeAIRequestError) as rejected:
+        asyncio.run(submit())
+    assert rejected.value.work == "not_sent"
+
+
+def test_a_failed_item_raises_its_error(sdxl, make_generator):
+    missing = {"key": "00000000-0000-0000-0000-000000000000", "hash": "blake3:deadbeef"}
+
+    async def main() -> None:
+        gen = make_generator(
+            default_model={**missing, "name": "gone", "base": "sdxl", "type": "main"}
+        )
+        await gen.agenerate_image("x")
+
+    with pytest.raises(QueueItemError) as caught:
+        asyncio.run(main())
+    assert "Unknown model" in str(caught.value.error_message)
+
+
+def test_look_ups_are_read_once(sdxl, make_generator):
+    async def main() -> None:
+        gen = make_generator(default_model="sdxl-base", board_name="book")
+        for _ in range(3):
+            await gen.agenerate_image("x", width=64, height=64)
+
+    asyncio.run(main())
+    assert sdxl.count("GET", "/api/v2/models/") <= 1
+    assert sdxl.count("POST", ENQUEUE) == 3
+
+
+# -- events: one socket.io AsyncClient per generator ------------------------------------
+
+
+@pytest.fixture
+def live(live_fake):
+    live_fake.models = [model_record("sdxl-base", "sdxl", key=SDXL_KEY)]
+    live_fake.script = ["pending"]
+    live_fake.run_after_polls = 1
+    return live_fake
+
+
+def test_events_end_the_waits_on_one_socket_without_threads(live, tmp_path):
+    seen: list[Progress] = []
+    threads: list[int] = []
+
+    async def main() -> None:
+        gen = InvokeAIGenerator(
+            {"base_url": live.base_url, "default_model": "sdxl-base"},
+            name="invokeai",
+            transport=live.transport,
+        )
+        async with gen:
+            for i in range(3):
+                job = await gen.asubmit(f"p{i}", on_progress=seen.append)
+                threads.append(threading.active_count())
+                await job.wait(timeout=30)
+                await job.save(tmp_path / f"{i}.png")
+            assert gen._adriver is not None
+            assert gen._adriver.live
+
+    asyncio.run(main())
+    live.wait_for_runners()
+    assert len(live.sio.live) <= 1
+    order = [path for _, path in live.calls]
+    assert order.index("subscribe_queue default") < order.index(ENQUEUE)
+    assert order.count("subscribe_queue default") == 1  # one socket for every job
+    assert any(p.stage == "step" for p in seen)
+    assert all((tmp_path / f"{i}.png").exists() for i in range(3))
