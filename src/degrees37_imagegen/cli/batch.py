@@ -353,9 +353,11 @@ def _run(
                 "(--keep-queued; Ctrl-C again to abandon them)"
             )
         else:
+            flying = [handle.id for _job, handle, _progress in runner.in_flight()]
             canceled = runner.cancel()
+            which = f" ({', '.join(flying)})" if flying else ""
             echo_err(
-                f"interrupted: canceled {canceled} job(s) of ours on the servers; "
+                f"interrupted: canceled {canceled} job(s) of ours on the servers{which}; "
                 "no new job starts (Ctrl-C again to stop waiting)"
             )
         try:
