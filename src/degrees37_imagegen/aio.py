@@ -34,6 +34,7 @@ from .errors import (
     PluginError,
 )
 from .files import output_format
+from .images import prepare_image_options
 from .job import ImageJob, JobRef, JobStatus, _safe_name, check_job_data
 from .progress import Progress, ProgressCallback
 from .request import ImageRequest
@@ -383,6 +384,7 @@ async def asubmit(
         )
         return AsyncImageJob(job)
     width, height = gen._step(gen.validate_dimensions, width, height)
+    options = gen._step(prepare_image_options, options)  # images -> stored references
     request = ImageRequest(
         prompt=prompt,
         negative_prompt=negative_prompt,
