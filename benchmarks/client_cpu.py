@@ -6,11 +6,20 @@ minus that of the same command with ``--dry-run`` (start-up, config, reading the
 divided by N. Each fake makes an image in ``--seconds`` (default 0.02 s).
 
     python benchmarks/client_cpu.py [--jobs 200] [--servers 1] [--backends comfyui,invokeai,mock]
+    python benchmarks/client_cpu.py --jobs 1000 --servers 4 --driver both   # issue 11's figures
+    python benchmarks/client_cpu.py --gather 20 --seconds 0.2               # 20 agenerate_image
     python benchmarks/client_cpu.py --src /path/to/another/checkout   # the same, for its code
 
 ``--src`` runs the client from another checkout's ``src`` folders (``git worktree add``
 an older commit there), so that before and after are measured by the same script and
-fakes. Prints one line per backend.
+fakes. Prints one line per backend and driver, next to the figures before the async work.
+
+``--driver async`` measures the async driver: the same jobs, configuration and output
+folder run by :func:`run_batch_async` (one event loop, no thread per job), minus that
+script's own dry run (start-up, config, jobs). ``--gather N`` runs N concurrent
+``agenerate_image`` calls through ``asyncio.gather`` against one fake server, and prints
+how busy the server was (its own start and end times of each image) and the client's
+thread count before and at its peak (the fake runs in another process).
 """
 
 from __future__ import annotations
@@ -42,9 +51,16 @@ def _serve(backend: str, count: int, seconds: float) -> None:
         from comfyui_server import timed_fake_class
 
         cls = timed_fake_class(seconds)
-        urls = [cls().start().url for _ in range(count)]
+        cls.instances = [cls().start() for _ in range(count)]
+        urls = [f.url for f in cls.instances]
     print(json.dumps(urls), flush=True)
     sys.stdin.read()
+    times: dict[str, list[float]] = {}
+    if backend == "invokeai":
+        times = {k: [t.started, t.finished] for f in fakes for k, t in f.times.items()}
+    elif backend == "comfyui":
+        times = {k: list(v) for f in cls.instances for k, v in f.times.items()}
+    print(json.dumps(times), flush=True)
 
 
 def _config(backend: str, urls: list[str], work: Path) -> str:
@@ -74,7 +90,32 @@ def _cpu_of(command: list[str], env: dict[str, str]) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def measure(backend: str, jobs: int, servers: int, seconds: float, src: Path) -> str:
+#: Client CPU per image before the async work (ms; 200 jobs, 1 server, 0.02 s an image),
+#: and issue 11's figures (1,000 jobs, 4 servers).
+BASELINE = {"mock": 5.65, "comfyui": 13.19, "invokeai": 11.74}
+ISSUE_11 = {"comfyui": 13.8, "invokeai": 8.5}
+
+#: The async driver's client: the jobs file into a folder with run_batch_async.
+ASYNC_CLIENT = """
+import asyncio, sys
+from degrees37_imagegen import GeneratorRegistry, load_jobs, run_batch_async
+jobs_file, config, name, out, dry = sys.argv[1:6]
+generator = GeneratorRegistry(config).get_generator(name)
+jobs = load_jobs(jobs_file)
+async def main():
+    async with generator:
+        done = 0
+        async for result in run_batch_async(jobs, generator, out):
+            done += result.status == "done"
+    print(done)
+if dry != "dry":
+    asyncio.run(main())
+"""
+
+
+def measure(
+    backend: str, jobs: int, servers: int, seconds: float, src: Path, driver: str = "sync"
+) -> str:
     """One backend's line: CPU per image, the dry run's CPU, and the wall time."""
     server = None
     urls: list[str] = []
@@ -110,21 +151,86 @@ def measure(backend: str, jobs: int, servers: int, seconds: float, src: Path) ->
                 *(src / "plugins" / p / "src" for p in ("mock", "invokeai", "comfyui")),
             ]
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths))}
-            base = [sys.executable, "-c", "from degrees37_imagegen.cli import main; main()"]
-            base += ["batch", str(work / "jobs.jsonl"), "-c", str(work / "generators.yaml")]
-            base += ["-g", "bench", "--json"]
-            dry = _cpu_of([*base, "--dry-run", "-o", str(work / "dry")], env)
-            started = time.perf_counter()
-            full = _cpu_of([*base, "-o", str(work / "out")], env)
+            if driver == "async":
+                base = [sys.executable, "-c", ASYNC_CLIENT, str(work / "jobs.jsonl")]
+                base += [str(work / "generators.yaml"), "bench"]
+                dry = _cpu_of([*base, str(work / "dry"), "dry"], env)
+                started = time.perf_counter()
+                full = _cpu_of([*base, str(work / "out"), "run"], env)
+            else:
+                base = [sys.executable, "-c", "from degrees37_imagegen.cli import main; main()"]
+                base += ["batch", str(work / "jobs.jsonl"), "-c", str(work / "generators.yaml")]
+                base += ["-g", "bench", "--json"]
+                dry = _cpu_of([*base, "--dry-run", "-o", str(work / "dry")], env)
+                started = time.perf_counter()
+                full = _cpu_of([*base, "-o", str(work / "out")], env)
             wall = time.perf_counter() - started
             made = len(list((work / "out").glob("*.png")))
     finally:
         if server is not None:
             server.communicate("")
     per_image = (full - dry) / jobs * 1000
+    before = f"before: {BASELINE[backend]:.2f} at 200/1"
+    if backend in ISSUE_11:
+        before += f", issue 11: {ISSUE_11[backend]:.1f} at 1000/4"
     return (
-        f"{backend:9} {per_image:6.2f} ms CPU/image  ({jobs} jobs, {made} made, {servers} "
-        f"server(s), dry run {dry:.2f} s CPU, batch {wall:.1f} s wall)"
+        f"{backend:9} {driver:5} {per_image:6.2f} ms CPU/image ({before})  ({jobs} jobs, "
+        f"{made} made, {servers} server(s), dry run {dry:.2f} s CPU, batch {wall:.1f} s wall)"
+    )
+
+
+#: The client of ``--gather``: N concurrent agenerate_image against one server.
+GATHER_CLIENT = """
+import asyncio, json, sys, threading, time
+from degrees37_imagegen import GeneratorRegistry
+config, count = sys.argv[1], int(sys.argv[2])
+generator = GeneratorRegistry(config).get_generator("bench")
+async def main():
+    async with generator:
+        await generator.agenerate_image("warm up", width=64, height=64, seed=0)
+        before = peak = threading.active_count()
+        async def one(i):
+            nonlocal peak
+            image_id = await generator.agenerate_image(f"p{i}", width=64, height=64, seed=i + 1)
+            peak = max(peak, threading.active_count())
+            return image_id
+        started = time.perf_counter()
+        ids = await asyncio.gather(*(one(i) for i in range(count)))
+        print(json.dumps({"ids": ids, "before": before, "peak": peak,
+                          "wall": time.perf_counter() - started}))
+asyncio.run(main())
+"""
+
+
+def gather(backend: str, count: int, seconds: float, src: Path) -> str:
+    """``count`` concurrent agenerate_image against one fake: busy fraction and threads."""
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", backend, "--servers", "1", "--seconds",
+         str(seconds)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert server.stdout is not None
+    urls = json.loads(server.stdout.readline())
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            (work / "generators.yaml").write_text(_config(backend, urls, work), encoding="utf-8")
+            paths = [src / "src", *(src / "plugins" / p / "src" for p in ("invokeai", "comfyui"))]
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths))}
+            done = subprocess.run(
+                [sys.executable, "-c", GATHER_CLIENT, str(work / "generators.yaml"), str(count)],
+                env=env, check=True, capture_output=True, text=True,
+            )  # fmt: skip
+    finally:
+        out, _ = server.communicate("")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    times = json.loads(out.strip().splitlines()[-1])
+    spans = sorted(tuple(times[i]) for i in map(str, report["ids"]) if str(i) in times)
+    busy = sum(end - start for start, end in spans) / (spans[-1][1] - spans[0][0])
+    return (
+        f"{backend:9} gather {count}: server busy {busy:.1%} from its first image to its last "
+        f"({len(spans)} images, {seconds} s each, {report['wall']:.2f} s wall); client "
+        f"threads {report['before']} before, {report['peak']} at the peak"
     )
 
 
@@ -136,14 +242,26 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.02)
     parser.add_argument("--backends", default="mock,comfyui,invokeai")
     parser.add_argument("--src", type=Path, default=ROOT, help="checkout whose code to run")
+    parser.add_argument("--driver", choices=("sync", "async", "both"), default="sync")
+    parser.add_argument("--gather", type=int, default=0, help="N concurrent agenerate_image")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         _serve(args.serve, args.servers, args.seconds)
         return
+    if args.gather:
+        for backend in args.backends.split(","):
+            if backend != "mock":
+                print(gather(backend, args.gather, args.seconds, args.src.resolve()), flush=True)
+        return
     print(f"client CPU per image, code from {args.src}")
+    drivers = ("sync", "async") if args.driver == "both" else (args.driver,)
     for backend in args.backends.split(","):
-        print(measure(backend, args.jobs, args.servers, args.seconds, args.src.resolve()))
+        for driver in drivers:
+            line = measure(
+                backend, args.jobs, args.servers, args.seconds, args.src.resolve(), driver
+            )
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

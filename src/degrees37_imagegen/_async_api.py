@@ -139,9 +139,12 @@ class AsyncAPI:
         return True
 
     async def aclose(self) -> None:
-        """Close async clients (plugins with native async steps extend this), then
-        :meth:`close`."""
-        _gen(self).close()
+        """Close async clients (plugins with native async steps extend this; a pool closes
+        its members'), then :meth:`close`."""
+        gen = _gen(self)
+        for member in getattr(gen, "members", None) or ():
+            await member.generator.aclose()
+        gen.close()
 
     async def __aenter__(self) -> Self:
         return self

@@ -28,7 +28,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from degrees37_imagegen.aio import aretrying, asleep, await_event
+from degrees37_imagegen.aio import aretrying, asleep, await_event, ssl_context
 from degrees37_imagegen.errors import GeneratorError, InvalidRequestError, ServerError
 from degrees37_imagegen.job import TERMINAL, JobRef, JobStatus, JobUpdate
 from degrees37_imagegen.redaction import RedactingLogger
@@ -101,7 +101,7 @@ class AsyncComfyUI:
                 base_url=gen.http_url,
                 headers=gen._headers,
                 timeout=httpx.Timeout(gen.request_timeout, connect=gen.connect_timeout),
-                verify=bool(gen.config["verify_ssl"]),
+                verify=ssl_context(bool(gen.config["verify_ssl"])),
                 follow_redirects=False,
                 transport=gen.transport,
                 limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),

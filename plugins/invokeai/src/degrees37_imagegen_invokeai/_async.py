@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from degrees37_imagegen.aio import aretrying, asleep, await_event
+from degrees37_imagegen.aio import aretrying, asleep, await_event, ssl_context
 from degrees37_imagegen.errors import (
     RETRYABLE_ERRORS,
     GeneratorConnectionError,
@@ -101,6 +101,7 @@ class AsyncInvokeAI:
                 timeout=float(self.gen.config["timeout"]),
                 headers=headers,
                 transport=self.gen.transport,
+                verify=ssl_context(True),
                 limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             )
         return self._client
