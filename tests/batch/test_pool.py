@@ -93,7 +93,8 @@ def test_when_every_server_is_gone_the_remaining_jobs_fail_clearly(
     pool = make_pool(2)
     for member in pool.members:
         member.generator.server.die_after = 2
-    runner = BatchRunner(pool, tmp_path, concurrency=1)
+    # No outage tolerance: jobs fail at once instead of waiting for a server to answer.
+    runner = BatchRunner(pool, tmp_path, concurrency=1, outage_tolerance=0)
     results = list(runner.run(jobs(10)))
     done = [r for r in results if r.status == "done"]
     failed = [r for r in results if r.status == "failed"]

@@ -58,8 +58,8 @@ class ManifestWriter:
         self._lock = threading.Lock()
         self._fh: IO[str] | None = None
 
-    def write(self, record: Mapping[str, Any]) -> None:
-        """Append ``record`` as one JSON line."""
+    def write(self, record: Mapping[str, Any], *, sync: bool = False) -> None:
+        """Append ``record`` as one JSON line; ``sync``: also to the disk (``fsync``)."""
         line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
         with self._lock:
             if self._fh is None:
@@ -69,6 +69,8 @@ class ManifestWriter:
                     self._fh.write("\n")  # a line cut short by a crash stays on its own
             self._fh.write(line)
             self._fh.flush()
+            if sync:
+                os.fsync(self._fh.fileno())
 
     def close(self) -> None:
         """Close the file (it is reopened by the next :meth:`write`)."""

@@ -21,17 +21,17 @@ from typing import Any, Literal
 
 from ..base import BaseImageGenerator
 from ..errors import (
-    GeneratorConnectionError,
     GeneratorError,
     GeneratorNotFoundError,
     JobCanceledError,
 )
-from ..generation import generate_to_file
 from ..job import ImageJob
 from ..progress import Progress
 from .jobs import Job, JobProblem
+from .journal import adoptable, journal_record, remove_leftovers
 from .manifest import ManifestWriter, manifest_name, needs_remake, read_manifest
 from .pool import GeneratorPool
+from .recovery import DEFAULT_OUTAGE_TOLERANCE, DEFAULT_RETRIES, RetryPolicy, make_with_retries
 from .results import (
     BatchCallback,
     BatchCounts,
@@ -91,6 +91,9 @@ class BatchRunner:
         on_progress: BatchCallback | None = None,
         manifest: bool = True,
         shard: tuple[int, int] | None = None,
+        retries: int = DEFAULT_RETRIES,
+        outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE,
+        retry_base_delay: float = 1.0,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be 1 or more, got {concurrency!r}")
@@ -100,6 +103,11 @@ class BatchRunner:
         self.concurrency = concurrency
         self.force = force
         self.on_progress = on_progress
+        #: How hard each job tries (retries of transient faults, outage tolerance).
+        self.policy = RetryPolicy(retries, float(outage_tolerance), retry_base_delay)
+        #: Retries so far by kind (``retry``, ``lost``, ``outage``), for reports.
+        self.retries: dict[str, int] = {}
+        self._adopt: dict[str, Mapping[str, Any]] = {}
         self.manifest_path = self.out_dir / manifest_name(shard) if manifest else None
         self._manifest = ManifestWriter(self.manifest_path) if self.manifest_path else None
         self._stop = threading.Event()
@@ -172,6 +180,9 @@ class BatchRunner:
         self._failures = []
         self._counts = BatchCounts(total=len(jobs))
         previous = read_manifest(self.out_dir) if self.out_dir.is_dir() else {}
+        if self.out_dir.is_dir():
+            remove_leftovers(self.out_dir, (self.path_for(j).name for j in jobs))  # a killed run's
+        self._adopt = adoptable(previous, jobs, force=self.force)
         try:
             todo: list[Job] = []
             for job in jobs:
@@ -260,47 +271,40 @@ class BatchRunner:
         def on_submit(handle: ImageJob) -> None:
             with self._lock:
                 self._in_flight[job.index] = (job, handle, None)
+            self._journal(job, handle)
             if self._canceling.is_set():
                 handle.cancel()
 
-        attempts = 0
-        # A pool moves a job whose server dropped while generating; a server that dropped
-        # during the download made an image no one can fetch, so the job is made again
-        # elsewhere. Nothing else is retried: the same request would fail the same way.
-        max_attempts = len(gen.members) if isinstance(gen, GeneratorPool) else 1
-        while True:
-            attempts += 1
-            marks.clear()
-            submitted = time.perf_counter()
-            try:
-                made = generate_to_file(
-                    gen,
-                    path,
-                    job.prompt,
-                    negative_prompt=job.negative_prompt,
-                    width=job.width,
-                    height=job.height,
-                    seed=job.seed,
-                    on_progress=on_progress,
-                    on_submit=on_submit,
-                    **job.extra,
-                )
-            except JobCanceledError as exc:
-                return self._failed(job, gen, exc, attempts, submitted, status="canceled")
-            except GeneratorConnectionError as exc:
-                if (
-                    isinstance(gen, GeneratorPool)
-                    and attempts < max_attempts
-                    and gen.live_members()
-                ):
-                    continue
-                return self._failed(job, gen, exc, attempts, submitted)
-            except Exception as exc:  # a job's failure, whatever it is, must not stop the batch
-                return self._failed(job, gen, exc, attempts, submitted)
-            finally:
-                with self._lock:
-                    self._in_flight.pop(job.index, None)
-            break
+        def counter(kind: str) -> None:
+            with self._lock:
+                self.retries[kind] = self.retries.get(kind, 0) + 1
+
+        # Transient faults are retried where the job is (downloaded again, waited for again,
+        # submitted again only when the server lost it or never had it): see recovery.py.
+        submitted = time.perf_counter()
+        request = {**job.request(), "options": dict(job.extra)}
+        try:
+            outcome = make_with_retries(
+                gen,
+                path,
+                request,
+                policy=self.policy,
+                on_progress=on_progress,
+                on_submit=on_submit,
+                canceled=self._canceling.is_set,
+                adopt=self._adopt.pop(job.name, None),
+                counter=counter,
+            )
+        except JobCanceledError as exc:
+            if self._canceling.is_set():
+                return self._failed(job, gen, exc, 1, submitted, status="canceled")
+            return self._failed(job, gen, exc, 1, submitted)
+        except Exception as exc:  # a job's failure, whatever it is, must not stop the batch
+            return self._failed(job, gen, exc, 1, submitted)
+        finally:
+            with self._lock:
+                self._in_flight.pop(job.index, None)
+        made, attempts = outcome.result, max(1, outcome.attempts)
         timings = dict(made.timings)
         if "running" in marks:
             timings["queued"] = marks["running"] - submitted
@@ -363,6 +367,20 @@ class BatchRunner:
         result.generator = text.get(METADATA_PREFIX + "generator")
         self._record(result)
         return result
+
+    def _journal(self, job: Job, handle: ImageJob) -> None:
+        """Record durably that ``job`` is on a server, so that a rerun after a kill adopts
+        it instead of making it again."""
+        if self._manifest is None:
+            return
+        try:
+            record = journal_record(job, self.path_for(job), handle)
+        except GeneratorError:
+            return  # a job that cannot be re-attached has nothing to journal
+        try:
+            self._manifest.write(record, sync=True)
+        except OSError as exc:
+            log.error("cannot write the manifest %s: %s", self.manifest_path, exc)
 
     def _record(self, result: JobResult) -> None:
         if self._manifest is None:

@@ -106,6 +106,24 @@ def batch(
             help="On Ctrl-C, let the jobs already on the servers finish instead of canceling them.",
         ),
     ] = False,
+    retries: Annotated[
+        int,
+        typer.Option(
+            "--retries",
+            min=0,
+            help="Tries again per job after a transient fault (a 5xx, a truncated download, a "
+            "job lost by a server restart), with backoff.",
+        ),
+    ] = 3,
+    outage_tolerance: Annotated[
+        float,
+        typer.Option(
+            "--outage-tolerance",
+            metavar="SECONDS",
+            min=0,
+            help="How long jobs wait for a server that does not answer before they fail.",
+        ),
+    ] = 300.0,
 ) -> None:
     """Make every image of a jobs file into a folder; run it again to finish what is left.
 
@@ -136,6 +154,8 @@ def batch(
             concurrency=concurrency,
             force=force,
             shard=shard_kn,
+            retries=retries,
+            outage_tolerance=outage_tolerance,
         )
         bad = {p.index for p in problems}  # jobs with an unknown generator: nothing to check
         problems += runner.check(j for j in jobs if j.index not in bad)
