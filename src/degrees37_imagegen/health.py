@@ -124,7 +124,7 @@ def check_generator(gen: BaseImageGenerator, *, timeout: float = PROBE_TIMEOUT) 
         return _check_pool(members, timeout)
     ok, error, logged = _test(gen)
     if ok:
-        return True, "ready"
+        return _can_make_images(gen)
     if error is not None:
         return False, redact_text(error)
     server = gen.server
@@ -138,6 +138,19 @@ def check_generator(gen: BaseImageGenerator, *, timeout: float = PROBE_TIMEOUT) 
     if logged:
         return False, redact_text(logged)
     return False, "test_connection() says it is not ready"
+
+
+def _can_make_images(gen: BaseImageGenerator) -> tuple[bool, str]:
+    """A server that answers may still lack what an image needs (a model, a checkpoint):
+    a generator that can tell has a ``check_ready()`` returning why not, or ``None``."""
+    ready = getattr(gen, "check_ready", None)
+    if not callable(ready):
+        return True, "ready"
+    try:
+        reason = ready()
+    except Exception as exc:  # a plugin's own failure is a reason like any other
+        return False, f"check_ready() failed: {type(exc).__name__}: {exc}"
+    return (True, "ready") if reason is None else (False, redact_text(str(reason)))
 
 
 def _check_pool(members: list[object], timeout: float) -> tuple[bool, str]:

@@ -25,6 +25,7 @@ from typing import Any
 from ..base import MAX_SEED
 from ..errors import InvalidRequestError
 from ..files import slugify
+from ..images import IMAGE_OPTIONS, resolve_image_paths
 
 __all__ = [
     "CONTACT_SHEET_NAME",
@@ -495,6 +496,12 @@ def _check_job(
             problem(f"key {key!r} is reserved")
         else:
             extra[key] = value
+    if IMAGE_OPTIONS & set(extra):  # init_image: and images: are relative to the jobs file
+        base = Path(source).parent if source else Path()
+        try:
+            extra = resolve_image_paths(extra, base)
+        except InvalidRequestError as exc:
+            problem(str(exc))
     if len(problems) > before:
         return None
     return Job(

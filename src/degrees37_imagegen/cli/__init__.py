@@ -16,6 +16,7 @@ from ._options import ReadableCommand
 from .batch import batch
 from .generate import generate
 from .info import check, config_command, plugins
+from .models import models
 from .new_plugin import new_plugin
 
 __all__ = ["app", "main"]
@@ -62,6 +63,7 @@ app.command(cls=ReadableCommand)(batch)
 app.command(cls=ReadableCommand)(plugins)
 app.command("config", cls=ReadableCommand)(config_command)
 app.command(cls=ReadableCommand)(check)
+app.command(cls=ReadableCommand)(models)
 app.command("new-plugin", cls=ReadableCommand)(new_plugin)
 
 

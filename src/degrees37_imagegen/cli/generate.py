@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -48,6 +48,23 @@ def parse_params(params: list[str]) -> dict[str, Any]:
             value = text
         out[key] = value if isinstance(value, (int, float, bool, str)) else text
     return out
+
+
+def image_options(
+    init_image: Path | None, strength: float | None, loras: list[str] | None
+) -> dict[str, Any]:
+    """The options of ``--init-image``, ``--strength`` and ``--lora``, checked (a bad image
+    is an :class:`InvalidRequestError` before any generator is made)."""
+    from ..images import prepare_image_options
+
+    out: dict[str, Any] = {}
+    if init_image is not None:
+        out["init_image"] = str(init_image)
+    if strength is not None:
+        out["strength"] = strength
+    if loras:
+        out["loras"] = list(loras)
+    return prepare_image_options(out)
 
 
 def _default_output(prompt: str, folder: Path | None = None) -> Path:
@@ -104,6 +121,33 @@ def generate(
         ),
     ] = False,
     param: ParamOption = None,
+    init_image: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--init-image",
+            metavar="PATH",
+            help="Start from this image (img2img, or a template's {{init_image}}).",
+            show_default=False,
+        ),
+    ] = None,
+    strength: Annotated[
+        Optional[float],
+        typer.Option(
+            "--strength",
+            metavar="NUMBER",
+            help="With --init-image: the share of the image regenerated, 0 to 1 (default 0.75).",
+            show_default=False,
+        ),
+    ] = None,
+    lora: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--lora",
+            metavar="NAME:WEIGHT",
+            help="Apply a LoRA the server has (e.g. detail:0.8); repeat for several.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Generate one image and write it (atomically) to a file; print where.
 
@@ -115,6 +159,7 @@ def generate(
 
         check_prompt(prompt)
         extra = parse_params(param or [])
+        extra.update(image_options(init_image, strength, lora))
         registry = open_registry(config)
         gen = registry.get_generator(generator)
         from ..generation import generate_to_file

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import respx
 from invokeai_schema import OpenAPISchema
+from invokeai_uploads import answer_upload
 from PIL import Image, PngImagePlugin
 from socketio_fake import ItemIds, SocketIOEndpoint, invocation_event, status_changed
 
@@ -236,6 +237,9 @@ class FakeInvokeAI:
     def _routes(self) -> None:
         r = self.router
         r.route(method="GET", path="/api/v1/app/version").mock(side_effect=self._version)
+        r.route(method="POST", path="/api/v1/images/upload").mock(
+            side_effect=lambda request: answer_upload(self, request)
+        )
         r.route(method="GET", path="/api/v1/boards/").mock(side_effect=self._list_boards)
         r.route(method="POST", path="/api/v1/boards/").mock(side_effect=self._create_board)
         r.route(method="GET", path="/api/v2/models/").mock(side_effect=self._list_models)

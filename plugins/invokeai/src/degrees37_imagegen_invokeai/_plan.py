@@ -8,11 +8,12 @@ then :func:`plan_image` decides everything else from the request and the setting
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from degrees37_imagegen.errors import InvalidRequestError
+from degrees37_imagegen.images import DEFAULT_STRENGTH, IMAGE_OPTIONS
 from degrees37_imagegen.request import ImageRequest
 
 from ._graphs import (
@@ -23,10 +24,27 @@ from ._graphs import (
     build_enqueue_body,
     build_text_to_image,
 )
+from ._img2img import INIT_IMAGE, add_image_to_image
+from ._loras import add_loras
 from ._queue import ItemFacts, model_identifier
 from ._resolution import round_to_multiple, sdxl_resolution
 from ._settings import FALLBACK_CFG_SCALE, FALLBACK_SCHEDULER, FALLBACK_STEPS, check_sampling
 from ._templates import GraphTemplate
+
+
+def image_extra(options: Mapping[str, Any], found: Lookups) -> dict[str, Any]:
+    """What an image's metadata says about its input images, strength and LoRAs."""
+    extra: dict[str, Any] = {}
+    if options.get("init_image") is not None:
+        extra["init_image"] = options["init_image"]
+        strength = options.get("strength")
+        extra["strength"] = DEFAULT_STRENGTH if strength is None else strength
+    for name, path in dict(options.get("images") or {}).items():
+        extra[f"image_{name}"] = path
+    if found.loras:
+        extra["loras"] = ", ".join(f"{r.get('name')}:{w:g}" for r, w in found.loras)
+    return extra
+
 
 __all__ = [
     "ORIGIN",
@@ -47,6 +65,8 @@ __all__ = [
 ORIGIN = "degrees37-imagegen"
 #: Options of ``submit``/``generate_image`` that override a setting for one image.
 PER_CALL = frozenset({"model", "style_preset", "steps", "cfg_scale", "scheduler", "board_name"})
+#: Options about input images and LoRAs (see :mod:`._img2img`, :mod:`._loras`).
+PER_CALL |= IMAGE_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,10 @@ class Lookups:
     prompts: tuple[str, str] | None = None
     model: Mapping[str, Any] | None = None
     board_id: str | None = None
+    #: Uploaded input images: placeholder (``init_image``...) -> InvokeAI image name.
+    images: Mapping[str, str] = field(default_factory=dict)
+    #: The LoRAs found for the request: (model record, weight).
+    loras: Sequence[tuple[Mapping[str, Any], float]] = ()
 
 
 @dataclass
@@ -121,7 +145,8 @@ def plan_image(
             "model": model,
         }
         extra["graph_template"] = template.source
-        graph = template.render(values, found.board_id)
+        extra.update(image_extra(options, found))
+        graph = template.render(values, found.board_id, found.images)
         uses = template.placeholders
         facts = ItemFacts(  # the generated size is known only from the result
             template.output_node, model=model_name, seed_used="seed" in uses, extra=extra
@@ -160,6 +185,14 @@ def plan_image(
             vae_fp32=defaults.get("vae_precision") == "fp32",
         )
     )
+    init_image = found.images.get(INIT_IMAGE)
+    if init_image is not None:
+        strength = options.get("strength")
+        strength = DEFAULT_STRENGTH if strength is None else float(strength)
+        fp32 = defaults.get("vae_precision") == "fp32"
+        add_image_to_image(graph, init_image, strength, *generated, fp32=fp32)
+    add_loras(graph, found.loras)
+    extra.update(image_extra(options, found))
     extra.update(steps=steps, cfg_scale=cfg_scale, scheduler=scheduler)
     facts = ItemFacts(OUTPUT_NODE, model=model_name, generated=generated, extra=extra)
     return Plan(graph, data, facts, int(steps), extra)

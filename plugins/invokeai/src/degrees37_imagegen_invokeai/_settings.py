@@ -40,6 +40,7 @@ DEFAULT_SETTINGS: Mapping[str, Any] = {
     "retries": 3,
     "poll_interval": 0.1,
     "events": True,
+    "loras": None,
 }
 
 #: The schedulers InvokeAI 6 accepts (``SCHEDULER_NAME_VALUES``).

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._img2img import fill_images, image_placeholders
+
 __all__ = ["PLACEHOLDERS", "GraphTemplate", "TemplateError"]
 
 #: The placeholders a template may use.
@@ -84,7 +86,7 @@ class GraphTemplate:
         graph = _extract_graph(data)
         _check_graph(graph)
         used = _find_placeholders(graph)
-        unknown = sorted(used - PLACEHOLDERS)
+        unknown = sorted(used - PLACEHOLDERS - image_placeholders(graph))
         if unknown:
             raise TemplateError(
                 f"unknown placeholder {{{{{unknown[0]}}}}}; known: "
@@ -93,13 +95,19 @@ class GraphTemplate:
         output = _find_output_node(graph, output_node)
         return cls(graph=graph, output_node=output, placeholders=frozenset(used), source=source)
 
-    def render(self, values: Mapping[str, Any], board_id: str | None = None) -> dict[str, Any]:
-        """The graph with the placeholders filled in from ``values``.
+    def render(
+        self,
+        values: Mapping[str, Any],
+        board_id: str | None = None,
+        images: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """The graph with the placeholders filled in from ``values`` (and image placeholders
+        with the uploaded ``images``: placeholder name -> InvokeAI image name).
 
         The output node is made non-intermediate and uncached (so each request makes a new
         image) and, when ``board_id`` is given, put on that board.
         """
-        graph: dict[str, Any] = _substitute(self.graph, values)
+        graph: dict[str, Any] = _substitute(fill_images(self.graph, images or {}), values)
         node = graph["nodes"][self.output_node]
         node["is_intermediate"] = False
         node["use_cache"] = False
