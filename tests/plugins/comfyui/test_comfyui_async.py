@@ -100,6 +100,21 @@ def test_asubmit_wait_save_with_progress_on_one_socket(
     assert any(p.stage == "submitted" for p in seen)
 
 
+def test_a_finished_prompt_is_read_from_its_messages_not_history(
+    fake: FakeComfyUI, make: Make, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        async with make(workflow_template=EMPTY_IMAGE_TEMPLATE, values={"color": 0xABCDEF}) as gen:
+            job = await gen.asubmit("x", width=16, height=16)
+            await job.save(tmp_path / "m.png")
+            assert job.info is not None
+            assert job.info.extra["prompt_id"] == job.id
+
+    asyncio.run(main())
+    assert colour_of(tmp_path / "m.png") == (0xAB, 0xCD, 0xEF)
+    assert not [r for r in fake.requests if r.path.startswith("/history")]
+
+
 def test_submit_returns_while_pending_then_attach_elsewhere(
     fake: FakeComfyUI, make: Make, tmp_path: Path
 ) -> None:

@@ -71,6 +71,8 @@ class _Prompt:
     status: JobStatus = "queued"
     position: int | None = None
     last_poll: float | None = None
+    #: What ``executed`` messages said each output node made (its images).
+    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 class AsyncComfyUI:
@@ -261,6 +263,10 @@ class AsyncComfyUI:
             key = str(prompt_id) if prompt_id is not None else self._current
             target = self._prompts.get(key) if key is not None else None
             targets = [target] if target is not None else []
+        if message.get("type") == "executed" and len(targets) == 1:
+            node, output = data.get("node"), data.get("output")
+            if node is not None and isinstance(output, Mapping):
+                targets[0].outputs[str(node)] = output
         for prompt in targets:
             update = prompt.tracker.handle(message)
             if update is not None:
@@ -375,6 +381,9 @@ class AsyncComfyUI:
         return JobUpdate(prompt.status)
 
     async def _finished(self, prompt: _Prompt) -> JobUpdate:
+        if prompt.outputs:  # the messages said what it made: no need to read /history
+            told = entry_from_messages(prompt.prompt_id, prompt.outputs, prompt.tracker)
+            return self._seen(prompt, history_update(told, prompt.prompt_id, prompt.data))
         entry = await aretrying(self.gen, self.history, prompt.prompt_id)
         if entry is not None:
             return self._seen(prompt, history_update(entry, prompt.prompt_id, prompt.data))
@@ -437,6 +446,23 @@ class AsyncComfyUI:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+
+
+def entry_from_messages(
+    prompt_id: str, outputs: Mapping[str, Any], tracker: PromptTracker
+) -> dict[str, Any]:
+    """The ``/history`` entry that a successful prompt's messages amount to (its outputs from
+    ``executed``, the nodes ComfyUI served from its cache), to be read by the same
+    :func:`~._protocol.history_update` as an entry fetched from the server."""
+    return {
+        "prompt": [0, prompt_id, {node: {} for node in tracker.class_types}],
+        "outputs": dict(outputs),
+        "status": {
+            "status_str": "success",
+            "completed": True,
+            "messages": [["execution_cached", {"nodes": list(tracker.cached)}]],
+        },
+    }
 
 
 def _pure(gen: ComfyUIGenerator, request: ImageRequest) -> bool:
