@@ -28,6 +28,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from degrees37_imagegen._aiohttp import async_transport
 from degrees37_imagegen.aio import aretrying, asleep, await_event, ssl_context
 from degrees37_imagegen.errors import GeneratorError, InvalidRequestError, ServerError
 from degrees37_imagegen.job import TERMINAL, JobRef, JobStatus, JobUpdate
@@ -99,13 +100,14 @@ class AsyncComfyUI:
         """The ``httpx.AsyncClient`` (made on first use)."""
         if self._client is None:
             gen = self.gen
+            context = ssl_context(bool(gen.config["verify_ssl"]))
             self._client = httpx.AsyncClient(
                 base_url=gen.http_url,
                 headers=gen._headers,
                 timeout=httpx.Timeout(gen.request_timeout, connect=gen.connect_timeout),
-                verify=ssl_context(bool(gen.config["verify_ssl"])),
+                verify=context,
                 follow_redirects=False,
-                transport=gen.transport,
+                transport=gen.transport or async_transport(ssl_context=context),
                 limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             )
         return self._client

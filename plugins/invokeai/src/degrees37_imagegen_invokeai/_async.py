@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from degrees37_imagegen._aiohttp import async_transport
 from degrees37_imagegen.aio import aretrying, asleep, await_event, ssl_context
 from degrees37_imagegen.errors import (
     RETRYABLE_ERRORS,
@@ -100,7 +101,7 @@ class AsyncInvokeAI:
                 base_url=self.gen.base_url,
                 timeout=float(self.gen.config["timeout"]),
                 headers=headers,
-                transport=self.gen.transport,
+                transport=self.gen.transport or async_transport(ssl_context=ssl_context(True)),
                 verify=ssl_context(True),
                 limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             )
