@@ -109,6 +109,9 @@ def test_the_builtin_img2img_graph_fails_only_for_the_missing_model() -> None:
         job = gen.submit("a fox", width=512, height=512, init_image=pattern(), strength=0.6)
         with pytest.raises(QueueItemError) as caught:
             job.wait(timeout=120)
+        assert gen.check_ready() == (
+            f"InvokeAI has no model with key {MISSING_MODEL['key']!r} (missing-sdxl)"
+        )
     assert caught.value.error_message == f"Unknown model: {MISSING_MODEL['key']}"
 
 

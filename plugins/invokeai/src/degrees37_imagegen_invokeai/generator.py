@@ -465,9 +465,12 @@ class InvokeAIGenerator(BaseImageGenerator):
         if template is not None and "model" not in template.placeholders:
             return None
         try:
-            self.resolve_model(self.config["default_model"])
+            model = self.resolve_model(self.config["default_model"])
+            keys = {m.get("key") for m in self.models(refresh=True)}
         except GeneratorError as exc:
             return str(exc)
+        if model.get("key") not in keys:  # a full identifier is used as given: is it there?
+            return f"InvokeAI has no model with key {model.get('key')!r} ({model.get('name')})"
         return None
 
     def _output_node(self) -> str:
