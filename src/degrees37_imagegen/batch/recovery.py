@@ -163,6 +163,8 @@ def make_with_retries(
                 handle = None  # lost by the server: submit it again
             if fault.kind == "outage":
                 server = handle.generator if handle is not None else gen
+                if policy.outage_tolerance <= 0 and (handle is None or handle.generator is gen):
+                    raise  # no waiting for servers: fail as the server said
                 if not _answers(server):
                     if _move(gen, handle, exc):  # a pool: another server makes it
                         handle = None
@@ -178,7 +180,9 @@ def make_with_retries(
                         counter("outage")
                     continue  # where the job was, without spending the retry budget
             retries += 1
-            if retries > policy.retries:
+            # Downloading a finished image again costs the server nothing: more tries.
+            budget = policy.retries * (2 if handle is not None and handle.done else 1)
+            if retries > budget:
                 raise
             if counter is not None:
                 counter("lost" if fault.lost else "retry")

@@ -141,6 +141,13 @@ class FakeComfyUI:
     lose_next_post_answer: bool = False
     #: Answers to replay for the next POST /prompt calls (capture file names).
     scripted_posts: list[str] = field(default_factory=list)
+    #: Faults, as counts of requests still to hit (each fault hits one request): ``post_500``
+    #: (POST /prompt answers ComfyUI's plain-text 500, nothing queued), ``post_drop``
+    #: (POST /prompt's connection closed before it is read), ``view_500``, ``view_drop``,
+    #: ``view_truncated`` (the PNG cut in half, with its full Content-Length).
+    faults: dict[str, int] = field(default_factory=dict)
+    #: A fault hits one request in ``fault_spacing`` of its kind (1: the next ones).
+    fault_spacing: int = 1
 
     def __post_init__(self) -> None:
         info = load_capture("object_info_trimmed.json")
@@ -167,6 +174,7 @@ class FakeComfyUI:
         self.wakeup = threading.Condition(self.lock)
         self.stopping = False
         self.drops = 0
+        self.forgotten: set[str] = set()
         self._server: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
 
@@ -276,6 +284,31 @@ class FakeComfyUI:
         )
 
     # -- POST /prompt ----------------------------------------------------------------------
+
+    def take_fault(self, kind: str) -> bool:
+        """Whether the next request of ``kind`` fails (and count it)."""
+        with self.lock:
+            seen = self.counters["seen:" + kind] = self.counters.get("seen:" + kind, 0) + 1
+            left = self.faults.get(kind, 0) if seen % self.fault_spacing == 0 else 0
+            if left > 0:
+                self.faults[kind] = left - 1
+                self.counters["fault:" + kind] = self.counters.get("fault:" + kind, 0) + 1
+            return left > 0
+
+    def restart(self) -> None:
+        """As a restart does: queue and history gone, every socket closed; the prompt that
+        was running finishes into nothing (its history is dropped as it is written)."""
+        with self.lock:
+            self.pending.clear()
+            self.history.clear()
+            if self.running is not None:
+                self.forgotten.add(self.running.prompt_id)
+            self.restarts = getattr(self, "restarts", 0) + 1
+            sockets = list(self.sockets.values())
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.conn.shutdown(socket.SHUT_RDWR)
+        self.queue_updated()
 
     def post_prompt(self, body: Any) -> tuple[int, Any]:
         """Validate and queue; return ``(status, json body or text)``."""
@@ -477,6 +510,9 @@ class FakeComfyUI:
             if status == "success" and self.history_delay:
                 time.sleep(self.history_delay)
             with self.lock:
+                if item.prompt_id in self.forgotten:  # ran through a restart: no history
+                    self.running = None
+                    continue
                 self.history[item.prompt_id] = {
                     "prompt": item.wire(),
                     "outputs": outputs,
@@ -860,6 +896,25 @@ class _Handler(BaseHTTPRequestHandler):
         if data is None:
             self._reply(404)
             return
+        fake = self.server_fake
+        if fake.take_fault("view_500"):
+            self._reply(500, TEXT_500)
+            return
+        if fake.take_fault("view_drop"):
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fake.take_fault("view_truncated"):
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self._reply(200, data, "image/png", {"Content-Disposition": f'filename="{filename}"'})
 
     def do_POST(self) -> None:
@@ -872,6 +927,14 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body, bad_json = raw.decode(errors="replace"), True
         request = self._record(body)
+        if request.path == "/prompt" and fake.take_fault("post_drop"):
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if request.path == "/prompt" and fake.take_fault("post_500"):
+            self._reply(500, TEXT_500)
+            return
         if request.path == "/prompt":
             if bad_json:
                 self._reply(500, TEXT_500)

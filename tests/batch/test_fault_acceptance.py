@@ -1,0 +1,189 @@
+"""Issue 9's acceptance against the fake ComfyUI with faults injected: a fault mix, a server
+restart mid-batch, and a SIGKILL then a rerun. Every image whole and its own job's (the
+colour of each image is its job's seed), none made twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("degrees37_imagegen_comfyui")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "comfyui"))
+
+from comfyui_fake import FakeComfyUI
+
+from degrees37_imagegen.batch import BatchRunner, parse_jobs
+from degrees37_imagegen_comfyui import ComfyUIGenerator
+
+#: EmptyImage into SaveImage; the seed is the colour, so each image says whose it is.
+WORKFLOW: dict[str, Any] = {
+    "1": {
+        "class_type": "EmptyImage",
+        "inputs": {
+            "width": "{{width}}",
+            "height": "{{height}}",
+            "batch_size": 1,
+            "color": "{{seed}}",
+        },
+    },
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "acc"}},
+}
+SEEDS = [1000 + 7919 * i for i in range(1, 41)]
+
+
+class CountingFake(FakeComfyUI):
+    """Counts the images made per colour, and takes a little while per image."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.made: Counter[int] = Counter()
+        self.seconds = 0.01
+
+    def _execute(self, item: Any) -> Any:
+        time.sleep(self.seconds)
+        result = super()._execute(item)
+        color = item.prompt["1"]["inputs"]["color"]
+        with self.lock:
+            self.made[int(color)] += 1
+        return result
+
+
+@pytest.fixture
+def fake() -> Iterator[CountingFake]:
+    server = CountingFake().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def generator(fake: FakeComfyUI) -> ComfyUIGenerator:
+    gen = ComfyUIGenerator(
+        {
+            "server_address": fake.url,
+            "workflow_template": WORKFLOW,
+            "timeout": 30,
+            "request_timeout": 5,
+            "connect_timeout": 2,
+            "poll_interval": 0.05,
+        },
+        name="comfyui",
+    )
+    gen.retry_base_delay = 0.01
+    return gen
+
+
+def jobs() -> list[Any]:
+    return parse_jobs(
+        [{"prompt": f"scene {i}", "seed": seed} for i, seed in enumerate(SEEDS, 1)],
+        defaults={"width": 64, "height": 64},
+    )
+
+
+def check_images(out: Path) -> None:
+    for i, seed in enumerate(SEEDS, 1):
+        (path,) = out.glob(f"{i:03}-*.png")
+        with Image.open(path) as image:
+            image.load()  # whole
+            r, g, b = image.convert("RGB").getpixel((0, 0))
+        assert (r << 16) | (g << 8) | b == seed, path  # its own job's image
+    assert not list(out.glob(".*.part"))
+
+
+def test_the_fault_mix_gives_40_of_40_none_twice(fake: CountingFake, tmp_path: Path) -> None:
+    fake.fault_spacing = 3  # about one request in three of each kind until 4 have failed
+    fake.faults = {
+        k: 4 for k in ("post_500", "post_drop", "view_500", "view_drop", "view_truncated")
+    }
+    with generator(fake) as gen:
+        runner = BatchRunner(gen, tmp_path, concurrency=2, retry_base_delay=0.01)
+        results = list(runner.run(jobs()))
+    assert [r.status for r in results].count("done") == 40, [r.error for r in results]
+    assert fake.faults == {k: 0 for k in fake.faults}  # every fault was hit
+    assert set(fake.made.values()) == {1}
+    assert len(fake.made) == 40
+    check_images(tmp_path)
+
+
+def test_a_restart_mid_batch_gives_40_of_40(fake: CountingFake, tmp_path: Path) -> None:
+    fake.seconds = 0.03
+
+    def restart_once() -> None:
+        while sum(fake.made.values()) < 12:
+            time.sleep(0.005)
+        fake.restart()
+
+    thread = threading.Thread(target=restart_once, daemon=True)
+    thread.start()
+    with generator(fake) as gen:
+        runner = BatchRunner(gen, tmp_path, concurrency=2, retry_base_delay=0.01)
+        results = list(runner.run(jobs()))
+    thread.join(5)
+    assert [r.status for r in results].count("done") == 40, [r.error for r in results]
+    assert len(fake.made) == 40
+    twice = [seed for seed, n in fake.made.items() if n > 1]
+    assert len(twice) <= 1  # at most the job that was running
+    check_images(tmp_path)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigkill_then_rerun_makes_nothing_twice(fake: CountingFake, tmp_path: Path) -> None:
+    fake.seconds = 0.05
+    (tmp_path / "workflow.json").write_text(json.dumps(WORKFLOW), encoding="utf-8")
+    (tmp_path / "generators.yaml").write_text(
+        "generators:\n  comfy:\n    class: comfyui\n"
+        f"    server_address: {fake.url}\n    workflow_template: workflow.json\n",
+        encoding="utf-8",
+    )
+    lines = [
+        json.dumps({"prompt": f"scene {i}", "seed": s, "width": 64, "height": 64})
+        for i, s in enumerate(SEEDS, 1)
+    ]
+    (tmp_path / "book.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    command = [
+        sys.executable,
+        "-c",
+        "from degrees37_imagegen.cli import main; main()",
+        "batch",
+        "book.jsonl",
+        "-c",
+        "generators.yaml",
+        "-g",
+        "comfy",
+        "-j",
+        "3",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    done = 0
+    deadline = time.monotonic() + 60
+    while done < 10 and time.monotonic() < deadline:
+        if "] done" in proc.stderr.readline():
+            done += 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    proc.stderr.close()
+    journaled = [
+        json.loads(line)
+        for line in (tmp_path / "book" / "manifest.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    assert any(r["status"] == "submitted" for r in journaled)
+    rerun = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(fake.made) == 40
+    assert set(fake.made.values()) == {1}, fake.made  # 0 images made twice
+    check_images(tmp_path / "book")
