@@ -334,6 +334,13 @@ class BaseImageGenerator(AsyncAPI, ABC):
         :class:`~degrees37_imagegen.GeneratorError` subclass.
         """
         timeout = kwargs.pop("timeout", None)
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        ):
+            raise InvalidRequestError(
+                f"timeout must be a number of seconds above 0, got {timeout!r}",
+                generator=self.name,
+            )
         job = self.submit(prompt, negative_prompt, width, height, seed, **kwargs)
         limit = self.job_timeout() if timeout is None else float(timeout)
         _pipeline.wait_or_cancel(job, limit, on_interrupt=True)
