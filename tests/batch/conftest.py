@@ -23,6 +23,7 @@ from degrees37_imagegen import (
     write_image_atomically,
 )
 from degrees37_imagegen.batch import GeneratorPool
+from degrees37_imagegen.testing import FakeClock
 
 
 class FakeServer:
@@ -158,7 +159,8 @@ def make_fake(fake_servers: dict[str, FakeServer]) -> Callable[..., FakeGenerato
     """``make_fake(url="fake://one", delay=0.0, name="fake")``."""
 
     def make(url: str = "fake://one", delay: float = 0.0, name: str = "fake") -> FakeGenerator:
-        return FakeGenerator({"url": url, "delay": delay}, name=name)
+        # A fake clock: retries and backoff take no real time.
+        return FakeGenerator({"url": url, "delay": delay}, name=name, clock=FakeClock())
 
     return make
 
