@@ -320,3 +320,38 @@ def test_concurrency_must_be_positive(tmp_path: Path, make_fake: MakeFake) -> No
 def test_no_manifest(tmp_path: Path, make_fake: MakeFake) -> None:
     list(run_batch(small_jobs(1), make_fake(), tmp_path, manifest=False))
     assert not (tmp_path / "manifest.jsonl").exists()
+
+
+def test_a_seedless_image_says_seed_not_used_in_the_manifest(tmp_path: Path) -> None:
+    from degrees37_imagegen import BaseImageGenerator, ImageRequest, JobRef, JobUpdate
+
+    class Seedless(BaseImageGenerator):
+        def test_connection(self) -> bool:
+            return True
+
+        def start_job(self, request: ImageRequest) -> JobRef:
+            return JobRef("s1")
+
+        def poll_job(self, ref: JobRef) -> JobUpdate:
+            return JobUpdate("done", seed_used=False)
+
+        def fetch_image(self, ref: JobRef, result: object) -> bytes:
+            import io
+
+            from PIL import Image
+
+            buf = io.BytesIO()
+            Image.new("RGB", (8, 8), "red").save(buf, "PNG")
+            return buf.getvalue()
+
+    (result,) = run_batch(
+        parse_jobs(["x"], defaults={"width": 8, "height": 8}), Seedless(), tmp_path
+    )
+    assert result.seed is None
+    assert result.record()["seed"] == "not used"
+    assert read_png_text(result.path)["imagegen:seed"] == "not used"
+    (again,) = run_batch(
+        parse_jobs(["x"], defaults={"width": 8, "height": 8}), Seedless(), tmp_path
+    )
+    assert again.status == "skipped"
+    assert again.seed is None

@@ -4,6 +4,7 @@ import importlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -253,10 +254,11 @@ def test_ctrl_c_cancels_our_jobs_and_a_rerun_makes_the_rest(
     proc.send_signal(signal.SIGINT)
     err = proc.stderr.read()
     assert proc.wait(timeout=30) == 130, err
+    # The signal comes as one job ends: the next one may or may not be on the server yet.
     if keep_queued:
-        assert "interrupted: no new job starts; waiting for 1 job(s) on the servers" in err
+        assert re.search(r"interrupted: no new job starts; waiting for [01] job\(s\)", err), err
     else:  # the running job is canceled on its server, not waited for
-        assert "interrupted: canceled 1 job(s) of ours on the servers" in err
+        assert re.search(r"interrupted: canceled [01] job\(s\) of ours on the servers", err), err
     assert "run the same command again to make the rest" in err
     made = pngs(in_tmp / "book")
     assert 1 <= len(made) < 12

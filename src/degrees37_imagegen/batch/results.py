@@ -68,7 +68,8 @@ class JobResult:
             "file": self.path.name,
             "status": self.status,
             "request": self.job.request(),
-            "seed": self.seed,
+            # A template without a seed: say so, rather than leave a reader guessing.
+            "seed": "not used" if self.seed is None and self.status == "done" else self.seed,
             "generator": self.generator,
             "server": self.server,
             "image_id": self.image_id,

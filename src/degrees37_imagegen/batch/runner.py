@@ -349,7 +349,8 @@ class BatchRunner:
     def _skipped(self, job: Job, previous: Mapping[str, Any] | None) -> JobResult:
         result = JobResult(job=job, status="skipped", path=self.path_for(job))
         if previous is not None and previous.get("status") in {"done", "skipped"}:
-            result.seed = previous.get("seed")
+            seed = previous.get("seed")
+            result.seed = seed if isinstance(seed, int) else None  # or "not used"
             result.generator = previous.get("generator")
             result.server = previous.get("server")
             result.image_id = previous.get("image_id")

@@ -276,7 +276,7 @@ def _line(result: JobResult, position: int, total: int) -> str:
         return f"{head}: {result.error}"
     if result.status == "skipped":
         return head + " (already there" + (f"; {result.note})" if result.note else ")")
-    parts = [head, f"seed {result.seed}"]
+    parts = [head, "seed: not used" if result.seed is None else f"seed {result.seed}"]
     if result.server:
         parts.append(result.server)
     parts.append(f"{result.timings.get('total', 0.0):.2f}s")
