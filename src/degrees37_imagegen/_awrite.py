@@ -13,8 +13,8 @@ import zlib
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
-from .errors import GeneratorError, IncompleteImageError
-from .files import _PNG_IEND, _PNG_SIGNATURE, _text_chunks, atomic_path
+from .errors import IncompleteImageError
+from .files import _PNG_SIGNATURE, atomic_path
 
 __all__ = ["awrite_image"]
 
@@ -105,47 +105,23 @@ async def awrite_image(
 
     A PNG is checked as it streams (not read back); other formats are checked by Pillow.
     """
-    from .files import _convert, verify_image
+    from .files import TailWriter, finish_image
 
     final = Path(output_path)
     check = _PNGCheck()
     with atomic_path(final) as tmp:
         with open(tmp, "wb") as fh:
-            tail = b""
+            writer = TailWriter(fh)
             async for chunk in _as_chunks(data):
-                if not chunk:
-                    continue
                 check.feed(chunk)
-                if len(chunk) >= len(_PNG_IEND):
-                    fh.write(tail)
-                    fh.write(chunk[: -len(_PNG_IEND)])
-                    tail = bytes(chunk[-len(_PNG_IEND) :])
-                else:
-                    joined = tail + chunk
-                    fh.write(joined[: -len(_PNG_IEND)])
-                    tail = joined[-len(_PNG_IEND) :]
-            if text and check.whole and tail == _PNG_IEND:
-                fh.write(_text_chunks(text, "imagegen:"))
-            fh.write(tail)
-        if check.whole and check.size is not None:
-            found: tuple[str, tuple[int, int]] = ("PNG", check.size)
-        elif check.png:
+                writer.write(chunk)
+            writer.close(text, png=check.whole)
+        if check.png and not (check.whole and check.size is not None):
             raise IncompleteImageError(  # a PNG that failed the stream's checks
                 f"cannot save {final}: the PNG received is not whole", work="ran"
             )
-        else:
-            try:
-                found = verify_image(tmp)
-            except GeneratorError as exc:
-                cause = exc.__cause__ or exc
-                raise IncompleteImageError(
-                    f"cannot save {final}: the image received is not whole ({cause})",
-                    work="ran",
-                ) from exc
-        if fmt is not None and found[0] != fmt:
-            _convert(tmp, fmt, text)
-            return fmt, found[1]
-        return found
+        found = ("PNG", check.size) if check.whole and check.size is not None else None
+        return finish_image(tmp, final, fmt, text, found)
 
 
 async def _as_chunks(data: bytes | AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -185,10 +185,56 @@ def write_image(
     final = Path(output_path)
     with atomic_path(final) as tmp:
         with open(tmp, "wb") as fh:
-            head, tail = _copy_holding_tail(data, fh)
-            if text and head.startswith(_PNG_SIGNATURE) and tail == _PNG_IEND:
-                fh.write(_text_chunks(text, METADATA_PREFIX))
-            fh.write(tail)
+            writer = TailWriter(fh)
+            for chunk in (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data:
+                writer.write(chunk)
+            writer.close(text)
+        return finish_image(tmp, final, fmt, text)
+
+
+class TailWriter:
+    """Writes chunks to ``fh`` but for the last 12 bytes, where a PNG's ``IEND`` chunk is,
+    so that text chunks can go in before it at :meth:`close` (nothing is read back)."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.head = b""
+        self.tail = b""
+
+    def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Write ``chunk``, holding back the (new) last 12 bytes."""
+        if not chunk:
+            return
+        if len(self.head) < 8:
+            self.head = (self.head + bytes(chunk[: 8 - len(self.head)]))[:8]
+        if len(chunk) >= len(_PNG_IEND):
+            self.fh.write(self.tail)
+            self.fh.write(chunk[: -len(_PNG_IEND)])
+            self.tail = bytes(chunk[-len(_PNG_IEND) :])
+        else:
+            joined = self.tail + bytes(chunk)
+            self.fh.write(joined[: -len(_PNG_IEND)])
+            self.tail = joined[-len(_PNG_IEND) :]
+
+    def close(self, text: Mapping[str, str] | None, *, png: bool | None = None) -> None:
+        """Write ``text`` as ``iTXt`` chunks if this is a whole PNG (``png``: known from
+        elsewhere, else judged by its signature and end), then the held-back bytes."""
+        whole = self.head.startswith(_PNG_SIGNATURE) if png is None else png
+        if text and whole and self.tail == _PNG_IEND:
+            self.fh.write(_text_chunks(text, METADATA_PREFIX))
+        self.fh.write(self.tail)
+
+
+def finish_image(
+    tmp: Path,
+    final: Path,
+    fmt: str | None,
+    text: Mapping[str, str] | None,
+    found: tuple[str, tuple[int, int]] | None = None,
+) -> tuple[str, tuple[int, int]]:
+    """Verify the image written to ``tmp`` (unless ``found`` says what it is already) and
+    convert it to ``fmt``; errors name ``final``, never the temporary file."""
+    if found is None:
         try:
             found = verify_image(tmp)
         except GeneratorError as exc:
@@ -197,10 +243,10 @@ def write_image(
                 f"cannot save {final}: the image received is not whole ({cause})",
                 work="ran",
             ) from exc
-        if fmt is not None and found[0] != fmt:
-            _convert(tmp, fmt, text)
-            return fmt, found[1]
-        return found
+    if fmt is not None and found[0] != fmt:
+        _convert(tmp, fmt, text)
+        return fmt, found[1]
+    return found
 
 
 def _convert(path: Path, fmt: str, text: Mapping[str, str] | None) -> None:
@@ -227,28 +273,6 @@ def _convert(path: Path, fmt: str, text: Mapping[str, str] | None) -> None:
             options["quality"] = 95
         with open(path, "wb") as fh:
             img.save(fh, fmt, **options)
-
-
-def _copy_holding_tail(data: bytes | Iterable[bytes], fh: BinaryIO) -> tuple[bytes, bytes]:
-    """Write ``data`` to ``fh`` but for its last 12 bytes; return its first 8 and those."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        data = (bytes(data),)
-    head = b""
-    tail = b""
-    for chunk in data:
-        if not chunk:
-            continue
-        if len(head) < 8:
-            head = (head + bytes(chunk[: 8 - len(head)]))[:8]
-        if len(chunk) >= len(_PNG_IEND):
-            fh.write(tail)
-            fh.write(chunk[: -len(_PNG_IEND)])
-            tail = bytes(chunk[-len(_PNG_IEND) :])
-        else:
-            joined = tail + bytes(chunk)
-            fh.write(joined[: -len(_PNG_IEND)])
-            tail = joined[-len(_PNG_IEND) :]
-    return head, tail
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from degrees37_imagegen.async_driver import AsyncDriverSteps
 from degrees37_imagegen.base import BaseImageGenerator
 from degrees37_imagegen.errors import ConfigError, GeneratorError, InvalidRequestError
 from degrees37_imagegen.images import (
@@ -61,8 +62,6 @@ from ._watch import Follower, Watch, open_socket
 from ._workflow import BUILTIN_DEFAULTS, WorkflowTemplate, builtin_workflow, load_workflow
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from ._async import AsyncComfyUI
 
 __all__ = ["ComfyUIGenerator"]
@@ -73,7 +72,7 @@ log = logging.getLogger("degrees37_imagegen_comfyui")
 MAX_SOCKETS = 64
 
 
-class ComfyUIGenerator(BaseImageGenerator):
+class ComfyUIGenerator(AsyncDriverSteps, BaseImageGenerator):
     """Makes images with a ComfyUI server by filling in an API-format workflow.
 
     Without ``workflow_template`` it uses ComfyUI's standard text-to-image workflow
@@ -430,48 +429,13 @@ class ComfyUIGenerator(BaseImageGenerator):
             )
         return f"ComfyUI has no checkpoint {checkpoint!r}; it has: {', '.join(names)}"
 
-    # -- the async steps: one socket per generator (see ``_async``) -------------------------
+    # -- the async steps: each goes to the driver of the running loop (``_async``) -------
 
-    _adriver: AsyncComfyUI | None = None
-
-    def _aio(self) -> AsyncComfyUI:
-        import asyncio
-
+    def make_async_driver(self) -> AsyncComfyUI:
+        """A new async driver (clients and socket) for the running event loop."""
         from ._async import AsyncComfyUI
 
-        driver = self._adriver
-        if driver is None or driver.loop is not asyncio.get_running_loop():
-            driver = self._adriver = AsyncComfyUI(self)
-        return driver
-
-    async def astart_job(self, request: ImageRequest) -> JobRef:
-        """:meth:`start_job`, natively async."""
-        return await self._aio().start(request)
-
-    async def apoll_job(self, ref: JobRef) -> JobUpdate:
-        """:meth:`poll_job`, natively async."""
-        return await self._aio().poll(ref)
-
-    async def await_job(self, ref: JobRef, timeout: float) -> JobUpdate:
-        """:meth:`wait_job`, natively async, on the generator's one WebSocket."""
-        return await self._aio().wait(ref, timeout)
-
-    async def afetch_image(self, ref: JobRef, result: Mapping[str, Any]) -> AsyncIterator[bytes]:
-        """:meth:`fetch_image`, natively async: the image streamed from ``/view``."""
-        return await self._aio().fetch(ref, result)
-
-    async def acancel_job(self, ref: JobRef) -> bool:
-        """:meth:`cancel_job`, natively async."""
-        return await self._aio().cancel(ref)
-
-    async def aclose(self) -> None:
-        """Close the async client and socket, then the sync ones."""
-        import asyncio
-
-        driver, self._adriver = self._adriver, None
-        if driver is not None and driver.loop is asyncio.get_running_loop():
-            await driver.aclose()
-        self.close()
+        return AsyncComfyUI(self)
 
     # -- more for users ----------------------------------------------------------------------
 

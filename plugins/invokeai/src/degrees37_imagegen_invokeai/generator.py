@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
+from degrees37_imagegen.async_driver import AsyncDriverSteps
 from degrees37_imagegen.base import BaseImageGenerator
 from degrees37_imagegen.clock import Clock
 from degrees37_imagegen.errors import (
@@ -64,8 +65,6 @@ from ._upload import upload_image
 from .errors import InvokeAIHTTPError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from ._async import AsyncInvokeAI
 
 __all__ = ["InvokeAIGenerator"]
@@ -84,7 +83,7 @@ class _Reached(Exception):
         self.error = error
 
 
-class InvokeAIGenerator(BaseImageGenerator):
+class InvokeAIGenerator(AsyncDriverSteps, BaseImageGenerator):
     """Makes images on an InvokeAI 6 server through its queue.
 
     Settings (see ``docs/generators/invokeai.md``): ``base_url``, ``default_model`` (a model
@@ -178,50 +177,13 @@ class InvokeAIGenerator(BaseImageGenerator):
         """``max_wait``: ``generate_image`` cancels the item after that long, then raises."""
         return float(self.config["max_wait"])
 
-    # -- the async steps: httpx's and socket.io's async clients (see ``_async``) -------------
+    # -- the async steps: each goes to the driver of the running loop (``_async``) -------
 
-    _adriver: AsyncInvokeAI | None = None
-
-    def _aio(self) -> AsyncInvokeAI:
-        import asyncio
-
+    def make_async_driver(self) -> AsyncInvokeAI:
+        """A new async driver (clients and socket) for the running event loop."""
         from ._async import AsyncInvokeAI
 
-        driver = self._adriver
-        if driver is None or driver.loop is not asyncio.get_running_loop():
-            driver = self._adriver = AsyncInvokeAI(self)
-        return driver
-
-    async def astart_job(self, request: ImageRequest) -> JobRef:
-        """:meth:`start_job`, natively async."""
-        return await self._aio().start(request)
-
-    async def apoll_job(self, ref: JobRef) -> JobUpdate:
-        """:meth:`poll_job`, natively async."""
-        return await self._aio().poll(ref)
-
-    async def await_job(self, ref: JobRef, timeout: float) -> JobUpdate:
-        """:meth:`wait_job`, natively async, on the generator's one socket.io connection."""
-        return await self._aio().wait(ref, timeout)
-
-    async def afetch_image(
-        self, ref: JobRef, result: Mapping[str, Any]
-    ) -> bytes | AsyncIterator[bytes]:
-        """:meth:`fetch_image`, natively async."""
-        return await self._aio().fetch(ref, result)
-
-    async def acancel_job(self, ref: JobRef) -> bool:
-        """:meth:`cancel_job`, natively async."""
-        return await self._aio().cancel(ref)
-
-    async def aclose(self) -> None:
-        """Close the async clients, then the sync ones."""
-        import asyncio
-
-        driver, self._adriver = self._adriver, None
-        if driver is not None and driver.loop is asyncio.get_running_loop():
-            await driver.aclose()
-        self.close()
+        return AsyncInvokeAI(self)
 
     # -- look-ups (see Catalog) ------------------------------------------------------------
 

@@ -1,0 +1,93 @@
+"""Native async steps delegated to a per-event-loop driver: :class:`AsyncDriverSteps`.
+
+A plugin with a native async driver (an async HTTP client, one WebSocket per generator)
+mixes this in before :class:`~degrees37_imagegen.BaseImageGenerator` and implements
+:meth:`AsyncDriverSteps.make_async_driver`; the async steps (``astart_job``...) then go
+to one driver per event loop, made on first use, and ``aclose`` closes it::
+
+    class MyGenerator(AsyncDriverSteps, BaseImageGenerator):
+        def make_async_driver(self) -> AsyncDriver:
+            return MyAsyncDriver(self)  # holds the loop's clients and sockets
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol
+
+from .job import JobRef, JobUpdate
+from .request import ImageRequest
+
+__all__ = ["AsyncDriver", "AsyncDriverSteps"]
+
+
+class AsyncDriver(Protocol):
+    """What a plugin's async driver offers: the steps, on the event loop it was made on."""
+
+    loop: asyncio.AbstractEventLoop
+
+    async def start(self, request: ImageRequest) -> JobRef:
+        """``start_job``."""
+
+    async def poll(self, ref: JobRef) -> JobUpdate:
+        """``poll_job``."""
+
+    async def wait(self, ref: JobRef, timeout: float) -> JobUpdate:
+        """``wait_job``."""
+
+    async def fetch(self, ref: JobRef, result: Mapping[str, Any]) -> bytes | AsyncIterator[bytes]:
+        """``fetch_image``."""
+
+    async def cancel(self, ref: JobRef) -> bool:
+        """``cancel_job``."""
+
+    async def aclose(self) -> None:
+        """Close the driver's clients and sockets."""
+
+
+class AsyncDriverSteps:
+    """The async plugin steps, each handed to the driver of the running event loop."""
+
+    _adriver: AsyncDriver | None = None
+
+    def make_async_driver(self) -> AsyncDriver:
+        """A new driver for the running event loop."""
+        raise NotImplementedError(f"{type(self).__name__} does not make an async driver")
+
+    def _aio(self) -> AsyncDriver:
+        driver = self._adriver
+        if driver is None or driver.loop is not asyncio.get_running_loop():
+            driver = self._adriver = self.make_async_driver()
+        return driver
+
+    async def astart_job(self, request: ImageRequest) -> JobRef:
+        """``start_job``, natively async."""
+        return await self._aio().start(request)
+
+    async def apoll_job(self, ref: JobRef) -> JobUpdate:
+        """``poll_job``, natively async."""
+        return await self._aio().poll(ref)
+
+    async def await_job(self, ref: JobRef, timeout: float) -> JobUpdate:
+        """``wait_job``, natively async: news from the driver's one socket."""
+        return await self._aio().wait(ref, timeout)
+
+    async def afetch_image(
+        self, ref: JobRef, result: Mapping[str, Any]
+    ) -> bytes | AsyncIterator[bytes]:
+        """``fetch_image``, natively async."""
+        return await self._aio().fetch(ref, result)
+
+    async def acancel_job(self, ref: JobRef) -> bool:
+        """``cancel_job``, natively async."""
+        return await self._aio().cancel(ref)
+
+    async def aclose(self) -> None:
+        """Close the async driver (if it belongs to this loop), then the sync clients."""
+        driver, self._adriver = self._adriver, None
+        if driver is not None and driver.loop is asyncio.get_running_loop():
+            await driver.aclose()
+        close = getattr(self, "close", None)
+        if close is not None:
+            close()
