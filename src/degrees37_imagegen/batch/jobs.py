@@ -12,9 +12,7 @@ in a :class:`JobsFileError`, before anything is generated.
 
 from __future__ import annotations
 
-import csv
 import glob
-import io
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,6 +24,8 @@ from ..base import MAX_SEED
 from ..errors import InvalidRequestError
 from ..files import slugify
 from ..images import IMAGE_OPTIONS, resolve_image_paths
+from .formats import read_csv, read_jsonl, yaml_lines
+from .problems import JobProblem, JobsFileError
 
 __all__ = [
     "CONTACT_SHEET_NAME",
@@ -50,8 +50,6 @@ CONTACT_SHEET_NAME = "contact_sheet"
 
 _SAFE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
 _KWARG = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_INT = re.compile(r"[+-]?\d+\Z")
-_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?\Z")
 
 
 @dataclass(frozen=True)
@@ -164,35 +162,6 @@ def default_name(index: int, prompt: str) -> str:
     return f"{index:03d}-{slugify(prompt)}"
 
 
-@dataclass(frozen=True)
-class JobProblem:
-    """One thing wrong in a jobs file; ``str()`` gives one line naming the file, job and line."""
-
-    message: str
-    source: str | None = None
-    index: int | None = None
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.source}: " if self.source else ""
-        if self.index is not None:
-            where += f"job {self.index}"
-            if self.line is not None:
-                where += f" (line {self.line})"
-            where += ": "
-        elif self.line is not None:
-            where = f"{self.source}:{self.line}: " if self.source else f"line {self.line}: "
-        return where + self.message
-
-
-class JobsFileError(InvalidRequestError):
-    """A jobs file has problems; ``problems`` lists every one (``str()``: one per line)."""
-
-    def __init__(self, problems: Sequence[JobProblem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
-
-
 # -- reading files ---------------------------------------------------------------------------
 
 _FORMATS = {
@@ -233,10 +202,10 @@ def parse_jobs_text(
 ) -> list[Job]:
     """Parse jobs from ``text`` in format ``fmt`` (``yaml``, ``json``, ``jsonl`` or ``csv``)."""
     if fmt == "jsonl":
-        items, lines = _read_jsonl(text, source)
+        items, lines = read_jsonl(text, source)
         return parse_jobs(items, source=source, defaults=defaults, lines=lines)
     if fmt == "csv":
-        items, lines = _read_csv(text, source)
+        items, lines = read_csv(text, source)
         return parse_jobs(items, source=source, defaults=defaults, lines=lines)
     if fmt == "json":
         try:
@@ -259,110 +228,7 @@ def parse_jobs_text(
             ) from None
     else:
         raise ValueError(f"unknown jobs format {fmt!r}")
-    return parse_jobs(data, source=source, defaults=defaults, lines=_yaml_lines(text))
-
-
-def _yaml_lines(text: str) -> dict[str, Any]:
-    """Lines of the jobs in a YAML or JSON text: ``{"list": [line of job 1, ...]}``."""
-    import yaml
-
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:  # JSON that YAML cannot read: no line numbers, that is all
-        return {}
-    found: dict[str, Any] = {}
-    seq = root
-    if isinstance(root, yaml.MappingNode):
-        seq = None
-        for key, value in root.value:
-            if key.value == "jobs":
-                seq = value
-    if isinstance(seq, yaml.SequenceNode):
-        found["list"] = [item.start_mark.line + 1 for item in seq.value]
-    return found
-
-
-def _read_jsonl(text: str, source: str | None) -> tuple[list[Any], list[int]]:
-    items: list[Any] = []
-    lines: list[int] = []
-    problems: list[JobProblem] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip() or raw.lstrip().startswith("//"):
-            continue
-        try:
-            items.append(json.loads(raw))
-        except json.JSONDecodeError as exc:
-            problems.append(JobProblem(f"invalid JSON: {exc.msg}", source, line=number))
-            items.append(None)
-        lines.append(number)
-    if problems:
-        raise JobsFileError(problems)
-    return items, lines
-
-
-def _csv_value(text: str) -> Any:
-    """A CSV cell as the value it spells: ``1080`` is 1080, ``true`` is True, else the text."""
-    if _INT.match(text):
-        return int(text)
-    if _FLOAT.match(text):
-        return float(text)
-    if text.lower() in {"true", "false"}:
-        return text.lower() == "true"
-    return text
-
-
-def _read_csv(text: str, source: str | None) -> tuple[list[Any], list[int]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader)
-    except StopIteration:
-        return [], []
-    except csv.Error as exc:
-        raise JobsFileError([JobProblem(f"invalid CSV: {exc}", source, line=1)]) from None
-    columns = [h.strip() for h in header]
-    problems = [
-        JobProblem(f"column {n} has no name", source, line=1)
-        for n, h in enumerate(columns, 1)
-        if not h
-    ]
-    seen: set[str] = set()
-    for name in columns:
-        if name and name in seen:
-            problems.append(JobProblem(f"column {name!r} appears twice", source, line=1))
-        seen.add(name)
-    items: list[Any] = []
-    lines: list[int] = []
-    start = reader.line_num + 1
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            problems.append(JobProblem(f"invalid CSV: {exc}", source, line=reader.line_num))
-            break
-        if not any(cell.strip() for cell in row):
-            start = reader.line_num + 1
-            continue
-        if len(row) > len(columns):
-            problems.append(
-                JobProblem(f"{len(row)} cells but only {len(columns)} columns", source, line=start)
-            )
-        job: dict[str, Any] = {}
-        for column, cell in zip(columns, row):
-            if column and cell.strip() != "":
-                # Prompts stay text even when they look like numbers; other cells are typed.
-                text_column = column in {"prompt", "negative_prompt", "name", "generator"}
-                job[column] = cell if text_column else _csv_value(cell.strip())
-        items.append(job)
-        lines.append(start)
-        start = reader.line_num + 1
-    if problems:
-        raise JobsFileError(problems)
-    return items, lines
-
-
-# -- checking jobs ---------------------------------------------------------------------------
+    return parse_jobs(data, source=source, defaults=defaults, lines=yaml_lines(text))
 
 
 def parse_jobs(

@@ -31,7 +31,7 @@ from degrees37_imagegen.errors import (
     InvalidRequestError,
     JobCanceledError,
 )
-from degrees37_imagegen.images import UploadCache, image_inputs, load_image, parse_loras
+from degrees37_imagegen.images import UploadCache, parse_loras
 from degrees37_imagegen.job import ImageData, ImageJob, JobRef, JobUpdate
 from degrees37_imagegen.request import ImageRequest
 
@@ -41,8 +41,7 @@ from ._events import QueueEvents
 from ._follow import Follow, Follows, wait_for_news
 from ._graphs import OUTPUT_NODE
 from ._http import was_not_sent
-from ._img2img import INIT_IMAGE, image_placeholders
-from ._loras import resolve_loras
+from ._inventory import Inventory
 from ._messages import QUEUE_ID
 from ._plan import (
     PER_CALL,
@@ -59,9 +58,8 @@ from ._plan import (
 from ._presets import apply_style_preset
 from ._queue import TERMINAL_STATUSES, ItemFacts, item_update
 from ._resolution import as_size, fit_png, fit_target
-from ._settings import DEFAULT_SETTINGS, SCHEDULERS, validate_settings
+from ._settings import DEFAULT_SETTINGS, validate_settings
 from ._templates import GraphTemplate
-from ._upload import upload_image
 from .errors import InvokeAIHTTPError
 
 if TYPE_CHECKING:
@@ -83,7 +81,7 @@ class _Reached(Exception):
         self.error = error
 
 
-class InvokeAIGenerator(AsyncDriverSteps, BaseImageGenerator):
+class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
     """Makes images on an InvokeAI 6 server through its queue.
 
     Settings (see ``docs/generators/invokeai.md``): ``base_url``, ``default_model`` (a model
@@ -337,103 +335,6 @@ class InvokeAIGenerator(AsyncDriverSteps, BaseImageGenerator):
         board_id = self.board_id(str(board_name)) if board_name else None
         images = self._upload_inputs(options)  # last: nothing is sent for a bad request
         return Lookups(prompts, model, board_id, images, loras)
-
-    # -- input images, LoRAs, what the server has -------------------------------------------
-
-    def _loras_for(
-        self, options: Mapping[str, Any], model: Mapping[str, Any] | None
-    ) -> list[tuple[dict[str, Any], float]]:
-        wanted = options.get("loras")
-        wanted = self.config["loras"] if wanted is None else parse_loras(wanted)
-        if not wanted:
-            return []
-        if self._template is not None or model is None:
-            raise InvalidRequestError(
-                "loras: the built-in graphs add LoRAs; with a graph_template, put LoRA nodes "
-                "in the template"
-            )
-        return resolve_loras(wanted, self._lora_records(), str(model.get("base")))
-
-    def _lora_records(self) -> list[dict[str, Any]]:
-        data = self._read("/api/v2/models/", {"model_type": "lora"})
-        models = data.get("models") if isinstance(data, dict) else None
-        if not isinstance(models, list):
-            raise GeneratorError("GET /api/v2/models/ answered no model list")
-        return [m for m in models if isinstance(m, dict)]
-
-    def _upload_inputs(self, options: Mapping[str, Any]) -> dict[str, str]:
-        """Upload the request's input images (once per content); placeholder -> image name."""
-        named = image_inputs(options)
-        template = self._template
-        if template is not None:
-            wanted = image_placeholders(template.graph)
-            missing = sorted(wanted - set(named))
-            if missing:
-                raise InvalidRequestError(
-                    f"the graph template ({template.source}) needs the image "
-                    + ", ".join(missing)
-                    + ": pass init_image=... or images={name: path}"
-                )
-            unused = sorted(set(named) - wanted)
-        else:
-            unused = sorted(set(named) - {INIT_IMAGE})
-        if unused:
-            raise InvalidRequestError(
-                f"the graph has no place for the image {', '.join(unused)} (a graph_template "
-                "takes images where an image field holds {{name}})"
-            )
-        loaded = {name: load_image(ref, label=name) for name, ref in named.items()}
-        return {
-            name: self._uploads.name(
-                image, lambda i: upload_image(self._api, i, self.retrying, self.name)
-            )
-            for name, image in loaded.items()
-        }
-
-    def list_models(self, kind: str = "models") -> list[str]:
-        """Names the server has: ``models`` (main models), ``loras``, ``schedulers`` (also
-        ``samplers``: InvokeAI calls its samplers schedulers), ``boards``, ``style_presets``."""
-        if kind == "models":
-            return sorted(str(m.get("name")) for m in self.models(refresh=True))
-        if kind == "loras":
-            return sorted(str(m.get("name")) for m in self._lora_records())
-        if kind in ("schedulers", "samplers"):
-            return self._schedulers()
-        if kind == "boards":
-            boards = self._read("/api/v1/boards/", {"all": "true"})
-            return sorted(str(b.get("board_name")) for b in boards if isinstance(b, dict))
-        if kind == "style_presets":
-            return sorted(str(p.get("name")) for p in self.style_presets(refresh=True))
-        raise InvalidRequestError(
-            f"unknown kind {kind!r}; InvokeAI lists models, loras, samplers, schedulers, "
-            "boards, style_presets"
-        )
-
-    def _schedulers(self) -> list[str]:
-        """The scheduler enum of the server's own schema (the known list if it cannot tell)."""
-        try:
-            schema = self._read("/openapi.json")
-            props = schema["components"]["schemas"]["DenoiseLatentsInvocation"]["properties"]
-            names = props["scheduler"]["enum"]
-            if isinstance(names, list) and names:
-                return [str(n) for n in names]
-        except (GeneratorError, KeyError, TypeError) as exc:
-            log.info("cannot read the schedulers from the schema (%s); the known list", exc)
-        return list(SCHEDULERS)
-
-    def check_ready(self) -> str | None:
-        """Why no image can be made with these settings (the model is missing), or ``None``."""
-        template = self._template
-        if template is not None and "model" not in template.placeholders:
-            return None
-        try:
-            model = self.resolve_model(self.config["default_model"])
-            keys = {m.get("key") for m in self.models(refresh=True)}
-        except GeneratorError as exc:
-            return str(exc)
-        if model.get("key") not in keys:  # a full identifier is used as given: is it there?
-            return f"InvokeAI has no model with key {model.get('key')!r} ({model.get('name')})"
-        return None
 
     def _output_node(self) -> str:
         return self._template.output_node if self._template is not None else OUTPUT_NODE
