@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageChops
 from typer.testing import CliRunner
 
-import degrees37_imagegen_comfyui.generator as comfy_module
+import degrees37_imagegen_comfyui._inventory as comfy_module  # where uploads are made
 from degrees37_imagegen.cli import app
 from degrees37_imagegen_comfyui._errors import ComfyUIValidationError
 from degrees37_imagegen_comfyui.generator import ComfyUIGenerator

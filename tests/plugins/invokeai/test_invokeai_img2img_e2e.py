@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageChops
 
-import degrees37_imagegen_invokeai.generator as invokeai_module
+import degrees37_imagegen_invokeai._inventory as invokeai_module  # where uploads are made
 from degrees37_imagegen import InvalidRequestError
 from degrees37_imagegen_invokeai import InvokeAIGenerator
 from degrees37_imagegen_invokeai.errors import QueueItemError
