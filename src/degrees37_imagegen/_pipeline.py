@@ -76,11 +76,15 @@ def call_step(gen: BaseImageGenerator, func: Callable[..., T], *args: Any, **kwa
         gen._own(exc)
         raise
     except Exception as exc:
-        raise PluginError(
-            f"generator {gen.name!r} ({plugin_label(type(gen))}) failed: "
-            f"{type(exc).__name__}: {exc}",
-            generator=gen.name,
-        ) from exc
+        raise plugin_error(gen, exc) from exc
+
+
+def plugin_error(gen: BaseImageGenerator, exc: Exception) -> PluginError:
+    """A plugin's own exception as one line naming the generator and its distribution."""
+    return PluginError(
+        f"generator {gen.name!r} ({plugin_label(type(gen))}) failed: {type(exc).__name__}: {exc}",
+        generator=gen.name,
+    )
 
 
 @functools.lru_cache(maxsize=64)

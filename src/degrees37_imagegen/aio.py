@@ -118,7 +118,7 @@ def is_native(gen: BaseImageGenerator) -> bool:
 async def acall(gen: BaseImageGenerator, func: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Await a plugin's async step: name the generator on its errors, wrap foreign ones
     (the async twin of the sync pipeline's ``call_step``)."""
-    from ._pipeline import plugin_label
+    from ._pipeline import plugin_error
 
     try:
         return await func(*args)
@@ -126,11 +126,7 @@ async def acall(gen: BaseImageGenerator, func: Callable[..., Awaitable[T]], *arg
         gen._own(exc)
         raise
     except Exception as exc:
-        raise PluginError(
-            f"generator {gen.name!r} ({plugin_label(type(gen))}) failed: "
-            f"{type(exc).__name__}: {exc}",
-            generator=gen.name,
-        ) from exc
+        raise plugin_error(gen, exc) from exc
 
 
 async def aretrying(

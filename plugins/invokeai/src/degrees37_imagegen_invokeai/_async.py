@@ -39,7 +39,15 @@ from ._api import QUEUE
 from ._events import _SIO_LOG, socket_address
 from ._http import check_response, json_body, transport_error, was_not_sent
 from ._messages import QUEUE_ID, event_update, read_event
-from ._plan import Lookups, enqueue_body, is_ours, new_destination, plan_image, requested_size
+from ._plan import (
+    Lookups,
+    enqueue_body,
+    enqueued,
+    is_ours,
+    new_destination,
+    plan_image,
+    requested_size,
+)
 from ._queue import TERMINAL_STATUSES, ItemFacts, item_update
 from ._resolution import as_size, fit_png, fit_target
 from ._schedule import PollState, reconnect_delay
@@ -325,14 +333,7 @@ class AsyncInvokeAI:
         except GeneratorError as exc:
             exc.work = exc.work or "not_sent"
             raise
-        item_ids = answer.get("item_ids") if isinstance(answer, dict) else None
-        if not isinstance(item_ids, list) or len(item_ids) != 1:
-            raise GeneratorError(
-                f"enqueue answered item_ids {item_ids!r}, not one id", work="unknown"
-            )
-        batch = answer.get("batch") if isinstance(answer, dict) else None
-        batch_id = batch.get("batch_id") if isinstance(batch, dict) else None
-        return {"item_id": int(item_ids[0]), "batch_id": batch_id}
+        return enqueued(answer)
 
     async def poll(self, ref: JobRef) -> JobUpdate:
         """``apoll_job``: read the queue item once (see the sync ``poll_job``)."""

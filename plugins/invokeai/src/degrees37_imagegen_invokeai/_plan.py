@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from degrees37_imagegen.errors import InvalidRequestError
+from degrees37_imagegen.errors import GeneratorError, InvalidRequestError
 from degrees37_imagegen.images import DEFAULT_STRENGTH, IMAGE_OPTIONS
 from degrees37_imagegen.request import ImageRequest
 
@@ -49,6 +49,7 @@ def image_extra(options: Mapping[str, Any], found: Lookups) -> dict[str, Any]:
 __all__ = [
     "ORIGIN",
     "PER_CALL",
+    "enqueued",
     "Lookups",
     "Plan",
     "enqueue_body",
@@ -255,3 +256,13 @@ def is_ours(item: Mapping[str, Any], destination: str | None = None) -> bool:
     if destination is not None:
         return found == destination
     return item.get("origin") == ORIGIN and str(found or "").startswith(ORIGIN + ":")
+
+
+def enqueued(answer: Any) -> dict[str, Any]:
+    """The item id and batch id of an ``enqueue_batch`` answer that queued one item."""
+    item_ids = answer.get("item_ids") if isinstance(answer, dict) else None
+    if not isinstance(item_ids, list) or len(item_ids) != 1:
+        raise GeneratorError(f"enqueue answered item_ids {item_ids!r}, not one id", work="unknown")
+    batch = answer.get("batch") if isinstance(answer, dict) else None
+    batch_id = batch.get("batch_id") if isinstance(batch, dict) else None
+    return {"item_id": int(item_ids[0]), "batch_id": batch_id}

@@ -48,6 +48,7 @@ from ._plan import (
     Lookups,
     Plan,
     enqueue_body,
+    enqueued,
     is_ours,
     model_of,
     new_destination,
@@ -406,14 +407,7 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         except GeneratorError as exc:
             exc.work = exc.work or "not_sent"
             raise
-        item_ids = answer.get("item_ids") if isinstance(answer, dict) else None
-        if not isinstance(item_ids, list) or len(item_ids) != 1:
-            raise GeneratorError(
-                f"enqueue answered item_ids {item_ids!r}, not one id", work="unknown"
-            )
-        batch = answer.get("batch") if isinstance(answer, dict) else None
-        batch_id = batch.get("batch_id") if isinstance(batch, dict) else None
-        return {"item_id": int(item_ids[0]), "batch_id": batch_id}
+        return enqueued(answer)
 
     def _find_enqueued(self, destination: str) -> dict[str, Any] | None:
         try:
