@@ -24,13 +24,11 @@ the checks are plain methods that raise :class:`AssertionError`, so they also ru
 
 from __future__ import annotations
 
-import io
 import json
 import threading
-import unittest
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 
 from ..base import MAX_SEED, BaseImageGenerator
 from ..errors import (
@@ -38,47 +36,20 @@ from ..errors import (
     InvalidRequestError,
     JobCanceledError,
     OutputError,
-    PluginError,
 )
 from ..files import read_png_text, verify_image
 from ..job import ImageJob
+from ._expect import (
+    describe,
+    expect,
+    expect_core_error,
+    fail,
+    pixels,
+    save_whole,
+    skip,
+)
 
 __all__ = ["GeneratorContract", "expect"]
-
-_PREFIX = "generator contract: "
-
-
-def expect(condition: object, message: str) -> None:
-    """Raise :class:`AssertionError` with ``message`` (what the contract expects) unless
-    ``condition`` holds."""
-    __tracebackhide__ = True  # pytest shows the check that failed, not this helper
-    if not condition:
-        raise AssertionError(_PREFIX + message)
-
-
-def _fail(message: str) -> NoReturn:
-    __tracebackhide__ = True
-    raise AssertionError(_PREFIX + message)
-
-
-def _skip(reason: str) -> NoReturn:
-    try:
-        import pytest
-    except ImportError:  # run as plain functions, without pytest
-        raise unittest.SkipTest(reason) from None
-    pytest.skip(reason)
-
-
-def _pixels(data: bytes) -> tuple[str, tuple[int, int], bytes]:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        return img.mode, img.size, img.tobytes()
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 class GeneratorContract:
@@ -158,13 +129,13 @@ class GeneratorContract:
         job = gen.submit(prompt or self.prompt, width=self.width, height=self.height, seed=seed)
         return job.wait(timeout=self.wait_timeout)
 
-    def fetch_pixels(self, job: ImageJob) -> tuple[str, tuple[int, int], bytes]:
+    def fetchpixels(self, job: ImageJob) -> tuple[str, tuple[int, int], bytes]:
         """The decoded pixels of a finished job's image (mode, size, raw bytes)."""
         data = job.fetch()
         try:
-            return _pixels(data)
+            return pixels(data)
         except Exception as exc:
-            _fail(f"fetch_image must give a whole, decodable image, got {len(data)} bytes ({exc})")
+            fail(f"fetch_image must give a whole, decodable image, got {len(data)} bytes ({exc})")
 
     # -- the checks -----------------------------------------------------------------------
 
@@ -191,12 +162,12 @@ class GeneratorContract:
                     )
                     continue
                 except Exception as exc:
-                    _fail(
+                    fail(
                         f"an invalid size {width!r}x{height!r} must raise InvalidRequestError, "
-                        f"got {_describe(exc)}"
+                        f"got {describe(exc)}"
                     )
                 job.cancel()
-                _fail(
+                fail(
                     f"an invalid size {width!r}x{height!r} must raise InvalidRequestError "
                     f"before anything is sent, but submit() accepted it as job {job.id}"
                 )
@@ -257,11 +228,11 @@ class GeneratorContract:
         """For a :attr:`deterministic` generator: the same seed gives the same pixels and
         another seed gives other pixels (the seed reaches the server)."""
         if not self.deterministic:
-            _skip("deterministic = False: the backend cannot give the same image twice")
+            skip("deterministic = False: the backend cannot give the same image twice")
         with self.make_generator() as gen:
-            first = self.fetch_pixels(self.run_job(gen, seed=1234))
-            second = self.fetch_pixels(self.run_job(gen, seed=1234))
-            other = self.fetch_pixels(self.run_job(gen, seed=4321))
+            first = self.fetchpixels(self.run_job(gen, seed=1234))
+            second = self.fetchpixels(self.run_job(gen, seed=1234))
+            other = self.fetchpixels(self.run_job(gen, seed=4321))
         expect(
             first[1] == (self.width, self.height),
             f"a {self.width}x{self.height} request must give a {self.width}x{self.height} image, "
@@ -286,13 +257,13 @@ class GeneratorContract:
             try:
                 text = json.dumps(job.to_dict())
             except GeneratorError as exc:
-                _fail(
+                fail(
                     "jobs must serialise with job.to_dict() so that another process can "
-                    f"re-attach: it raised {_describe(exc)} (implement the job steps "
+                    f"re-attach: it raised {describe(exc)} (implement the job steps "
                     "start_job, poll_job and fetch_image)"
                 )
             except (TypeError, ValueError) as exc:
-                _fail(f"job.to_dict() must be JSON-safe (JobRef.data too), got {_describe(exc)}")
+                fail(f"job.to_dict() must be JSON-safe (JobRef.data too), got {describe(exc)}")
             with self.make_generator() as fresh:
                 again = fresh.attach(json.loads(text))
                 expect(
@@ -310,11 +281,11 @@ class GeneratorContract:
                         f"got {info.seed!r}",
                     )
                 target = tmp_path / "attached.png"
-                saved = self._save(again, target)
+                saved = save_whole(again, target)
                 if self.deterministic:
                     job.wait(timeout=self.wait_timeout)
                     expect(
-                        self.fetch_pixels(again) == self.fetch_pixels(job),
+                        self.fetchpixels(again) == self.fetchpixels(job),
                         "a re-attached job must give the image of the job that was saved, "
                         "got other pixels",
                     )
@@ -349,14 +320,14 @@ class GeneratorContract:
             except JobCanceledError:
                 pass
             else:
-                _fail("wait() on a canceled job must raise JobCanceledError, it returned")
+                fail("wait() on a canceled job must raise JobCanceledError, it returned")
             target = tmp_path / "canceled.png"
             try:
                 job.save(target)
             except GeneratorError:
                 pass
             else:
-                _fail("save() of a canceled job must raise a GeneratorError, it wrote an image")
+                fail("save() of a canceled job must raise a GeneratorError, it wrote an image")
             expect(not target.exists(), f"a canceled job must leave nothing at {target}")
             expect(
                 job.cancel() is False,
@@ -378,7 +349,7 @@ class GeneratorContract:
             job = self.run_job(gen, seed=99)
             folder = tmp_path / "out"
             target = folder / "image.png"
-            self._save(job, target)
+            save_whole(job, target)
             info = job.info
             assert info is not None
             _, size = verify_image(target)
@@ -411,12 +382,12 @@ class GeneratorContract:
                 except OutputError:
                     pass
                 except Exception as exc:
-                    _fail(
+                    fail(
                         f"save({target}) where nothing can be written must raise OutputError, "
-                        f"got {_describe(exc)}"
+                        f"got {describe(exc)}"
                     )
                 else:
-                    _fail(f"save({target}) where nothing can be written must raise OutputError")
+                    fail(f"save({target}) where nothing can be written must raise OutputError")
             left = sorted(p.name for p in folder.iterdir())
             expect(left == ["blocker"], f"a failed save() must leave nothing behind, found {left}")
             expect(
@@ -433,11 +404,11 @@ class GeneratorContract:
                 ("an unknown image id", lambda: gen.download_image("no-such-image", "x.png")),
             ]
             for what, call in checks:
-                self._expect_core_error(gen, what, call)
+                expect_core_error(gen, what, call)
         failing = self.make_failing_generator()
         if failing is not None:
             with failing:
-                self._expect_core_error(failing, "a job that fails", lambda: self.run_job(failing))
+                expect_core_error(failing, "a job that fails", lambda: self.run_job(failing))
 
     def test_jobs_from_several_threads_at_once(self) -> None:
         """Several threads submit, wait and fetch at once on one generator."""
@@ -462,9 +433,9 @@ class GeneratorContract:
             for worker in workers:
                 worker.join(timeout=120)
             for index, exc in sorted(errors.items()):
-                _fail(
+                fail(
                     f"jobs submitted from {count} threads at once must all succeed; thread "
-                    f"{index} raised {_describe(exc)}"
+                    f"{index} raised {describe(exc)}"
                 )
             ids = [job.id for job in results.values()]
             expect(
@@ -482,7 +453,7 @@ class GeneratorContract:
     def test_no_secret_in_repr_or_errors(self, tmp_path: Path) -> None:
         """Secret settings never show in ``repr``, ``info()``, saved jobs or errors."""
         if not self.secret_config:
-            _skip("no secret_config given (settings with secret values to look for)")
+            skip("no secret_config given (settings with secret values to look for)")
         secrets = [str(v) for v in self.secret_config.values() if str(v)]
         shown: list[tuple[str, str]] = []
         with self.make_generator(**self.secret_config) as gen:
@@ -516,41 +487,3 @@ class GeneratorContract:
                     f"a secret setting's value must never show, but {where} contains it: "
                     f"{text.replace(secret, '<SECRET>')}",
                 )
-
-    # -- plumbing -------------------------------------------------------------------------
-
-    def _save(self, job: ImageJob, target: Path) -> Path:
-        try:
-            saved = job.save(target)
-        except GeneratorError as exc:
-            _fail(
-                f"save({target.name}) must write the whole image, it raised {_describe(exc)} "
-                "(does fetch_image return the whole image?)"
-            )
-        expect(target.is_file(), f"save() must write {target}")
-        try:
-            verify_image(target)
-        except GeneratorError as exc:
-            _fail(f"the image at the final path must verify as whole: {exc}")
-        return saved
-
-    def _expect_core_error(
-        self, gen: BaseImageGenerator, what: str, call: Callable[[], object]
-    ) -> None:
-        try:
-            call()
-        except PluginError as exc:
-            _fail(
-                f"{what} must raise a GeneratorError subclass from the plugin, but a foreign "
-                f"exception leaked and was wrapped: {exc}"
-            )
-        except GeneratorError as exc:
-            expect(
-                exc.generator == gen.name,
-                f"the error for {what} must name the generator {gen.name!r} "
-                f"(error.generator), got {exc.generator!r}",
-            )
-        except Exception as exc:
-            _fail(f"{what} must raise a GeneratorError subclass, got {_describe(exc)}")
-        else:
-            _fail(f"{what} must raise a GeneratorError subclass, nothing was raised")
