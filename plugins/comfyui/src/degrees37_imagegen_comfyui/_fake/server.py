@@ -340,23 +340,27 @@ class FakeComfyUI:
             }
             self.send("progress_state", {"prompt_id": pid, "nodes": nodes}, sid)
 
+        def executed_output(node_id: str, ui: Any) -> None:
+            """An output node's ``executed`` message, and its entry in the history."""
+            self.send(
+                "executed",
+                {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": pid},
+                sid,
+            )
+            outputs[node_id] = ui
+            meta[node_id] = {
+                "node_id": node_id,
+                "display_node": node_id,
+                "parent_node": None,
+                "real_node_id": node_id,
+            }
+
         for node_id in nodes:
             node = prompt[node_id]
             if node_id in cached:
                 results[node_id], ui = self.cache[signatures[node_id]]
                 if ui is not None:
-                    self.send(
-                        "executed",
-                        {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": pid},
-                        sid,
-                    )
-                    outputs[node_id] = ui
-                    meta[node_id] = {
-                        "node_id": node_id,
-                        "display_node": node_id,
-                        "parent_node": None,
-                        "real_node_id": node_id,
-                    }
+                    executed_output(node_id, ui)
                     states[node_id] = "finished"
                     progress_state()
                 continue
@@ -407,18 +411,7 @@ class FakeComfyUI:
             with self.lock:
                 self.cache[signatures[node_id]] = (result, ui)
             if ui is not None:
-                self.send(
-                    "executed",
-                    {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": pid},
-                    sid,
-                )
-                outputs[node_id] = ui
-                meta[node_id] = {
-                    "node_id": node_id,
-                    "display_node": node_id,
-                    "parent_node": None,
-                    "real_node_id": node_id,
-                }
+                executed_output(node_id, ui)
             states[node_id] = "finished"
             progress_state()
         status_message("execution_success", {"prompt_id": pid, "timestamp": ms()})
