@@ -240,6 +240,12 @@ class BaseImageGenerator(AsyncAPI, ABC):
             f"generator {self.name!r}: unknown image id {image_id!r}", generator=self.name
         )
 
+    def check_ready(self) -> str | None:
+        """Why no image can be made with these settings although the server answers (a
+        missing model or checkpoint), or ``None``. ``imagegen check`` shows it; the default
+        knows of nothing missing."""
+        return None
+
     def job_timeout(self) -> float | None:
         """How long :meth:`generate_image` waits for a job before canceling it (seconds)."""
         return None

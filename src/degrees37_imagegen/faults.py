@@ -110,7 +110,7 @@ def backoff_delay(
 
     The same schedule as :func:`~degrees37_imagegen.retry_with_backoff`.
     """
-    exp = min(cap, base * 2 ** max(0, retry - 1))
+    exp = min(cap, base * 2 ** min(max(0, retry - 1), 60))
     delay = random.uniform(exp / 2, exp) if jitter else exp
     if retry_after is not None:
         delay = max(delay, float(retry_after))

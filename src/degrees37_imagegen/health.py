@@ -22,6 +22,7 @@ from .redaction import redact_text
 
 if TYPE_CHECKING:
     from .base import BaseImageGenerator
+    from .batch.pool import PoolMember
 
 __all__ = ["PROBE_TIMEOUT", "check_generator", "probe_server", "server_address"]
 
@@ -119,9 +120,10 @@ def check_generator(gen: BaseImageGenerator, *, timeout: float = PROBE_TIMEOUT) 
     the plugin logged while testing; else that ``test_connection()`` said no. A pool is
     ready when every server is; its reason names the servers that are not.
     """
-    members = getattr(gen, "members", None)
-    if isinstance(members, list) and members and hasattr(members[0], "generator"):
-        return _check_pool(members, timeout)
+    from .batch.pool import GeneratorPool
+
+    if isinstance(gen, GeneratorPool):
+        return _check_pool(gen.members, timeout)
     ok, error, logged = _test(gen)
     if ok:
         return _can_make_images(gen)
@@ -142,23 +144,20 @@ def check_generator(gen: BaseImageGenerator, *, timeout: float = PROBE_TIMEOUT) 
 
 def _can_make_images(gen: BaseImageGenerator) -> tuple[bool, str]:
     """A server that answers may still lack what an image needs (a model, a checkpoint):
-    a generator that can tell has a ``check_ready()`` returning why not, or ``None``."""
-    ready = getattr(gen, "check_ready", None)
-    if not callable(ready):
-        return True, "ready"
+    ``check_ready()`` says why not, or ``None``."""
     try:
-        reason = ready()
+        reason = gen.check_ready()
     except Exception as exc:  # a plugin's own failure is a reason like any other
         return False, f"check_ready() failed: {type(exc).__name__}: {exc}"
     return (True, "ready") if reason is None else (False, redact_text(str(reason)))
 
 
-def _check_pool(members: list[object], timeout: float) -> tuple[bool, str]:
+def _check_pool(members: list[PoolMember], timeout: float) -> tuple[bool, str]:
     failures: list[str] = []
     for member in members:
-        ok, reason = check_generator(member.generator, timeout=timeout)  # type: ignore[attr-defined]
+        ok, reason = check_generator(member.generator, timeout=timeout)
         if not ok:
-            failures.append(f"{member.label}: {reason}")  # type: ignore[attr-defined]
+            failures.append(f"{member.label}: {reason}")
     if not failures:
         return True, f"ready ({len(members)} servers)"
     ready = len(members) - len(failures)

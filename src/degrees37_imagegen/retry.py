@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import random
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 import tenacity
 
 from .errors import RETRYABLE_ERRORS, GeneratorLimitError
+from .faults import backoff_delay
 
 __all__ = ["retry_with_backoff"]
 
@@ -28,13 +28,15 @@ class _BackoffWait(tenacity.wait.wait_base):
         self.jitter = jitter
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        exp = min(self.max_delay, self.base_delay * 2 ** (retry_state.attempt_number - 1))
-        delay = random.uniform(exp / 2, exp) if self.jitter else exp
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, GeneratorLimitError) and exc.retry_after is not None:
-            delay = max(delay, float(exc.retry_after))
-        return delay
+        return backoff_delay(
+            retry_state.attempt_number,
+            base=self.base_delay,
+            cap=self.max_delay,
+            retry_after=exc.retry_after if isinstance(exc, GeneratorLimitError) else None,
+            jitter=self.jitter,
+        )
 
 
 @overload

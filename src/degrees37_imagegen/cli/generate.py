@@ -5,14 +5,11 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from ..errors import GeneratorError, InvalidRequestError
-from ..files import slugify
-from ..job import ImageJob
-from ..redaction import redact_url
 from ._errors import EXIT_INTERRUPTED, cli_errors, echo_err
 from ._options import (
     ConfigOption,
@@ -22,8 +19,10 @@ from ._options import (
     ParamOption,
     PromptArgument,
 )
-from ._progress import ProgressLine
 from ._registry import open_registry
+
+if TYPE_CHECKING:  # the rest loads when a command runs, not for --help
+    from ..job import ImageJob
 
 __all__ = ["generate", "parse_params"]
 
@@ -69,6 +68,8 @@ def image_options(
 
 def _default_output(prompt: str, folder: Path | None = None) -> Path:
     """A new file name made from the prompt, in ``folder`` (default: here)."""
+    from ..files import slugify
+
     stem = slugify(prompt)
     where = folder if folder is not None else Path()
     path = where / f"{stem}.png"
@@ -83,6 +84,8 @@ def _cancel(job: ImageJob | None, keep_queued: bool) -> None:
     """After Ctrl-C: cancel our job on the server (or say that it was left there)."""
     if job is None or job.done:
         return
+    from ..redaction import redact_url
+
     where = f"{job.generator.name}" + (f" at {redact_url(job.server)}" if job.server else "")
     if keep_queued:
         echo_err(f"left job {job.id} on {where} (--keep-queued)")
@@ -163,6 +166,7 @@ def generate(
         registry = open_registry(config)
         gen = registry.get_generator(generator)
         from ..generation import generate_to_file
+        from ._progress import ProgressLine
 
         target = _default_output(prompt, output) if output is None or output.is_dir() else output
         started = time.perf_counter()

@@ -75,7 +75,7 @@ class Inventory:
             )
         wanted = options.get("loras")
         wanted = self._loras if wanted is None else parse_loras(wanted)
-        loras = resolve_loras(wanted, self.list_models("loras")) if wanted else []
+        loras = self._resolve_loras(wanted) if wanted else []
         uploaded = {
             name: self._uploads.name(
                 load_image(ref, label=name), lambda i: self.retrying(upload_image, self._api, i)
@@ -84,6 +84,19 @@ class Inventory:
         }
         options.update({n: v for n, v in uploaded.items() if template.has(n)})
         return template, dataclasses.replace(request, options=options), uploaded, loras
+
+    _known_loras: list[str] | None = None
+
+    def _resolve_loras(self, wanted: list[dict[str, Any]]) -> list[tuple[str, float]]:
+        """The LoRAs by the server's names: its list is asked once, and again only when a
+        name is not in it (a LoRA added since)."""
+        if self._known_loras is not None:
+            try:
+                return resolve_loras(wanted, self._known_loras)
+            except InvalidRequestError:
+                pass
+        self._known_loras = self.list_models("loras")
+        return resolve_loras(wanted, self._known_loras)
 
     def _builtin_img2img(self) -> WorkflowTemplate:
         with self._lock:

@@ -59,7 +59,16 @@ class Inventory:
                 "loras: the built-in graphs add LoRAs; with a graph_template, put LoRA nodes "
                 "in the template"
             )
-        return resolve_loras(wanted, self._lora_records(), str(model.get("base")))
+        base = str(model.get("base"))
+        if self._known_loras is not None:  # asked once; again only for a name not in it
+            try:
+                return resolve_loras(wanted, self._known_loras, base)
+            except InvalidRequestError:
+                pass
+        self._known_loras = self._lora_records()
+        return resolve_loras(wanted, self._known_loras, base)
+
+    _known_loras: list[dict[str, Any]] | None = None
 
     def _lora_records(self) -> list[dict[str, Any]]:
         data = self._read("/api/v2/models/", {"model_type": "lora"})
