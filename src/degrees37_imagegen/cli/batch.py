@@ -48,7 +48,9 @@ def batch(
         typer.Option(
             "--out",
             "-o",
-            help="Output folder (default: the jobs file's name without extension, here).",
+            metavar="DIR",
+            help="Output folder (default: the jobs file's name without extension, here; "
+            "book-yaml/ and book-csv/ when book.yaml and book.csv sit side by side).",
             show_default=False,
         ),
     ] = None,
@@ -57,6 +59,7 @@ def batch(
         typer.Option(
             "--generator",
             "-g",
+            metavar="NAME",
             help="Generator for jobs that name none (default: the config's default_generator).",
             show_default=False,
         ),
