@@ -373,3 +373,24 @@ def test_generate_image_takes_a_timeout_per_call(server: Server) -> None:
     with pytest.raises(GeneratorTimeoutError, match=r"not done after 0\.5s"):
         gen.generate_image("x", width=8, height=8, timeout=0.5)
     assert server.jobs["j1"]["state"] == "canceled"
+
+
+def test_retrying_unsent_repeats_only_what_never_reached_the_server(server: Server) -> None:
+    from degrees37_imagegen import GeneratorConnectionError
+
+    gen = StepGenerator(server)
+    calls: list[str] = []
+
+    def enqueue(work: str) -> str:
+        calls.append(work)
+        if len(calls) < 3:
+            raise GeneratorConnectionError("refused", work=work)  # type: ignore[arg-type]
+        return "queued"
+
+    assert gen.retrying_unsent(enqueue, "not_sent") == "queued"
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(GeneratorConnectionError) as info:
+        gen.retrying_unsent(enqueue, "unknown")  # the answer was lost: never sent twice
+    assert calls == ["unknown"]
+    assert info.value.work == "unknown"

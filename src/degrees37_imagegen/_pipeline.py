@@ -107,6 +107,35 @@ def retrying(gen: BaseImageGenerator, func: Callable[..., T], *args: Any, **kwar
     return _retry(gen, RETRYABLE_ERRORS)(func)(*args, **kwargs)
 
 
+class _Sent(Exception):
+    """Carries an error of a call that reached the server past the retry loop."""
+
+    def __init__(self, error: GeneratorError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def retrying_unsent(
+    gen: BaseImageGenerator, func: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
+    """Call ``func`` with the generator's retry policy, but repeat it only while its errors
+    say that it never reached the server (``work="not_sent"``): a call that changes
+    something (an enqueue, an upload) must not be made twice."""
+
+    def attempt() -> T:
+        try:
+            return func(*args, **kwargs)
+        except GeneratorError as exc:
+            if isinstance(exc, RETRYABLE_ERRORS) and exc.work == "not_sent":
+                raise
+            raise _Sent(exc) from exc
+
+    try:
+        return _retry(gen, RETRYABLE_ERRORS)(attempt)()
+    except _Sent as sent:
+        raise sent.error from sent.error.__cause__
+
+
 def _retry(
     gen: BaseImageGenerator, retry_on: tuple[type[BaseException], ...]
 ) -> Callable[[Callable[..., T]], Callable[..., T]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import random
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
@@ -34,6 +33,7 @@ from .errors import (
     IncompleteImageError,
     PluginError,
 )
+from .faults import backoff_delay
 from .files import output_format
 from .images import prepare_image_options
 from .job import ImageJob, JobRef, JobStatus, _safe_name, check_job_data
@@ -134,21 +134,26 @@ async def aretrying(
     func: Callable[..., Awaitable[T]],
     *args: Any,
     retry_on: tuple[type[BaseException], ...] = RETRYABLE_ERRORS,
+    unsent_only: bool = False,
 ) -> T:
     """``await func(*args)`` with the generator's one backoff (see ``retrying``): the same
-    schedule, waits on its clock, and at least a limit error's ``retry_after``."""
+    schedule, waits on its clock, and at least a limit error's ``retry_after``.
+    ``unsent_only``: repeat only errors that say the call never reached the server (see
+    ``retrying_unsent``)."""
     attempt = 0
     while True:
         try:
             return await func(*args)
         except retry_on as exc:
-            if attempt >= gen.max_retries:
+            sent = not isinstance(exc, GeneratorError) or exc.work != "not_sent"
+            if attempt >= gen.max_retries or (unsent_only and sent):
                 raise
             attempt += 1
-            exp = min(30.0, gen.retry_base_delay * 2 ** (attempt - 1))
-            delay = random.uniform(exp / 2, exp)
-            if isinstance(exc, GeneratorLimitError) and exc.retry_after is not None:
-                delay = max(delay, float(exc.retry_after))
+            delay = backoff_delay(
+                attempt,
+                base=gen.retry_base_delay,
+                retry_after=exc.retry_after if isinstance(exc, GeneratorLimitError) else None,
+            )
             log.info("attempt %d failed (%s); retrying in %.2fs", attempt, exc, delay)
             await asleep(gen.clock, delay)
 

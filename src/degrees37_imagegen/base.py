@@ -419,6 +419,12 @@ class BaseImageGenerator(AsyncAPI, ABC):
         """
         return _pipeline.retrying(self, func, *args, **kwargs)
 
+    def retrying_unsent(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Like :meth:`retrying`, for a call that changes something (an enqueue, an
+        upload): repeated only while its error says it never reached the server
+        (``work="not_sent"``), so that nothing is done twice."""
+        return _pipeline.retrying_unsent(self, func, *args, **kwargs)
+
     def record_image(self, info: ImageInfo) -> None:
         """Remember what was asked and used for an image (see :meth:`image_info`).
 

@@ -15,6 +15,7 @@ The driver belongs to the event loop it was first used on; used from another loo
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -26,7 +27,6 @@ import httpx
 from degrees37_imagegen._aiohttp import async_transport
 from degrees37_imagegen.aio import aretrying, asleep, await_event, ssl_context
 from degrees37_imagegen.errors import (
-    RETRYABLE_ERRORS,
     GeneratorConnectionError,
     GeneratorError,
     GeneratorTimeoutError,
@@ -48,10 +48,9 @@ from ._plan import (
     plan_image,
     requested_size,
 )
-from ._queue import TERMINAL_STATUSES, ItemFacts, item_update
+from ._queue import TERMINAL_STATUSES, ItemFacts, checked_item, item_read_failure, item_update
 from ._resolution import as_size, fit_png, fit_target
 from ._schedule import PollState, reconnect_delay
-from .errors import InvokeAIHTTPError
 
 if TYPE_CHECKING:
     from .generator import InvokeAIGenerator
@@ -72,12 +71,6 @@ class _Item:
     news: deque[JobUpdate] = field(default_factory=deque)
     look: bool = False
     event: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class _Reached(Exception):
-    def __init__(self, error: GeneratorError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 class AsyncInvokeAI:
@@ -135,39 +128,19 @@ class AsyncInvokeAI:
 
     async def send(self, method: str, path: str, *, json: Any = None) -> Any:
         """A request that changes something: repeated only while it never reached the server."""
-
-        async def attempt() -> Any:
-            try:
-                return await self.call(method, path, json=json)
-            except GeneratorError as exc:
-                if isinstance(exc, RETRYABLE_ERRORS) and was_not_sent(exc):
-                    raise
-                raise _Reached(exc) from exc
-
-        try:
-            return await aretrying(self.gen, attempt)
-        except _Reached as reached:
-            raise reached.error from reached.error.__cause__
+        call = functools.partial(self.call, method, path, json=json)
+        return await aretrying(self.gen, call, unsent_only=True)
 
     async def read_item(self, item_id: str) -> dict[str, Any] | None:
         """The queue item, or ``None`` when InvokeAI has none by that id (deleted)."""
         try:
             item = await self.read(f"{QUEUE}/i/{item_id}")
-        except InvokeAIHTTPError as exc:
-            if exc.status_code == 404:
-                return None
-            exc.work = "queued"
-            raise
-        except GeneratorConnectionError as exc:
-            raise GeneratorConnectionError(
-                f"lost InvokeAI while waiting for queue item {item_id}: {exc}", work="queued"
-            ) from exc
         except GeneratorError as exc:
-            exc.work = "queued"
-            raise
-        if not isinstance(item, dict):
-            raise GeneratorError(f"queue item {item_id} answered no item", work="queued")
-        return item
+            failure = item_read_failure(exc, item_id)
+            if failure is None:
+                return None
+            raise failure from failure.__cause__
+        return checked_item(item, item_id)
 
     async def stream(self, name: str) -> AsyncIterator[bytes]:
         """The image's bytes, in chunks, as they arrive."""

@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from degrees37_imagegen.errors import GeneratorError, JobCanceledError
+from degrees37_imagegen.errors import GeneratorConnectionError, GeneratorError, JobCanceledError
 from degrees37_imagegen.job import JobStatus, JobUpdate
 
 from ._settings import MODEL_FIELDS
-from .errors import QueueItemError
+from .errors import InvokeAIHTTPError, QueueItemError
 
 __all__ = [
+    "checked_item",
+    "item_read_failure",
     "STATUSES",
     "TERMINAL_STATUSES",
     "ItemFacts",
@@ -192,3 +194,27 @@ def match_model(models: list[dict[str, Any]], spec: str) -> dict[str, Any] | Non
 def model_identifier(record: Mapping[str, Any]) -> dict[str, Any]:
     """The ``{key, hash, name, base, type}`` identifier a graph names a model by."""
     return {field: record[field] for field in MODEL_FIELDS}
+
+
+def item_read_failure(exc: GeneratorError, item_id: str) -> GeneratorError | None:
+    """What a failed read of queue item ``item_id`` means: ``None`` when InvokeAI has no
+    such item (404: deleted), else the error to raise, marked as work that is on the server
+    (``work="queued"``: we lost sight of the item, not the item itself)."""
+    if isinstance(exc, InvokeAIHTTPError):
+        if exc.status_code == 404:
+            return None
+    elif isinstance(exc, GeneratorConnectionError):
+        lost = GeneratorConnectionError(
+            f"lost InvokeAI while waiting for queue item {item_id}: {exc}", work="queued"
+        )
+        lost.__cause__ = exc
+        return lost
+    exc.work = "queued"
+    return exc
+
+
+def checked_item(item: Any, item_id: str) -> dict[str, Any]:
+    """The answer to a read of queue item ``item_id``, if it is one."""
+    if not isinstance(item, dict):
+        raise GeneratorError(f"queue item {item_id} answered no item", work="queued")
+    return item

@@ -22,7 +22,6 @@ from degrees37_imagegen.async_driver import AsyncDriverSteps
 from degrees37_imagegen.base import BaseImageGenerator
 from degrees37_imagegen.clock import Clock
 from degrees37_imagegen.errors import (
-    RETRYABLE_ERRORS,
     ConfigError,
     GeneratorConnectionError,
     GeneratorError,
@@ -57,11 +56,10 @@ from ._plan import (
     requested_size,
 )
 from ._presets import apply_style_preset
-from ._queue import TERMINAL_STATUSES, ItemFacts, item_update
+from ._queue import TERMINAL_STATUSES, ItemFacts, checked_item, item_read_failure, item_update
 from ._resolution import as_size, fit_png, fit_target
 from ._settings import DEFAULT_SETTINGS, validate_settings
 from ._templates import GraphTemplate
-from .errors import InvokeAIHTTPError
 
 if TYPE_CHECKING:
     from ._async import AsyncInvokeAI
@@ -72,14 +70,6 @@ log = logging.getLogger(__name__)
 
 #: At most this long (or ``timeout``, if shorter) to open the socket.io connection.
 _EVENTS_OPEN_TIMEOUT = 10.0
-
-
-class _Reached(Exception):
-    """A request reached the server (or may have): not to be repeated by ``retrying``."""
-
-    def __init__(self, error: GeneratorError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
@@ -371,19 +361,7 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         json: Any = None,
     ) -> Any:
         """A request that changes something: repeated only while it never reached the server."""
-
-        def attempt() -> Any:
-            try:
-                return self._api.call(method, path, params=params, json=json)
-            except GeneratorError as exc:
-                if isinstance(exc, RETRYABLE_ERRORS) and was_not_sent(exc):
-                    raise
-                raise _Reached(exc) from exc
-
-        try:
-            return self.retrying(attempt)
-        except _Reached as reached:
-            raise reached.error from reached.error.__cause__
+        return self.retrying_unsent(self._api.call, method, path, params=params, json=json)
 
     def _enqueue(self, body: dict[str, Any], destination: str) -> dict[str, Any]:
         """Enqueue ``body``; the new item's ids (``item_id``, ``batch_id``)."""
@@ -423,21 +401,12 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         """The queue item, or ``None`` when InvokeAI has none by that id (deleted)."""
         try:
             item = self._read(f"{QUEUE}/i/{item_id}")
-        except InvokeAIHTTPError as exc:
-            if exc.status_code == 404:
-                return None
-            exc.work = "queued"
-            raise
-        except GeneratorConnectionError as exc:
-            raise GeneratorConnectionError(
-                f"lost InvokeAI while waiting for queue item {item_id}: {exc}", work="queued"
-            ) from exc
         except GeneratorError as exc:
-            exc.work = "queued"  # the item is on the server; we lost sight of it
-            raise
-        if not isinstance(item, dict):
-            raise GeneratorError(f"queue item {item_id} answered no item", work="queued")
-        return item
+            failure = item_read_failure(exc, item_id)
+            if failure is None:
+                return None
+            raise failure from failure.__cause__
+        return checked_item(item, item_id)
 
     def _deleted(self, item_id: str, how: str = "deleted") -> JobCanceledError:
         return JobCanceledError(
