@@ -394,3 +394,14 @@ def test_retrying_unsent_repeats_only_what_never_reached_the_server(server: Serv
         gen.retrying_unsent(enqueue, "unknown")  # the answer was lost: never sent twice
     assert calls == ["unknown"]
     assert info.value.work == "unknown"
+
+
+def test_a_secret_in_a_plugins_error_is_hidden(server: Server) -> None:
+    class Leaky(StepGenerator):
+        def start_job(self, request: ImageRequest) -> JobRef:
+            raise GeneratorError("cannot connect to http://user:s3cret@host:9/api")
+
+    with pytest.raises(GeneratorError) as info:
+        Leaky(server).submit("x", width=8, height=8)
+    assert "s3cret" not in str(info.value)
+    assert "http://user:***@host:9/api" in str(info.value)

@@ -19,7 +19,7 @@ from .errors import GeneratorError, InvalidRequestError
 from .images import prepare_image_options
 from .job import ImageData, ImageJob, JobRef, JobUpdate
 from .progress import Progress, ProgressCallback
-from .redaction import redact
+from .redaction import redact, redact_text
 from .request import ImageRequest
 
 if TYPE_CHECKING:
@@ -479,8 +479,14 @@ class BaseImageGenerator(AsyncAPI, ABC):
         return _pipeline.call_step(self, func, *args)
 
     def _own(self, error: GeneratorError) -> GeneratorError:
+        """Name this generator on ``error`` and hide any secret in its message (a URL's
+        password, a bearer token): the one place every plugin error passes."""
         if error.generator is None:
             error.generator = self.name
+        message = redact_text(error.message)
+        if message != error.message:
+            error.message = message
+            error.args = (message, *error.args[1:])
         return error
 
     def _remember(self, job: ImageJob) -> None:

@@ -60,8 +60,10 @@ state = State()
 
 
 def echo_err(message: str) -> None:
-    """Print one line to stderr."""
-    typer.echo(message, err=True)
+    """Print one line to stderr, with any secret in it hidden (a URL's password, a token)."""
+    from ..redaction import redact_text
+
+    typer.echo(redact_text(message), err=True)
 
 
 def _show_warning(
