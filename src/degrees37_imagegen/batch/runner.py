@@ -268,10 +268,23 @@ class BatchRunner:
                     self._in_flight[job.index] = (flight[0], flight[1], progress)
             self._emit("progress", job, progress=progress)
 
+        announced: list[bool] = []
+
+        def on_sending(saved: dict[str, Any]) -> None:
+            # Durable before anything is sent: a kill from here on costs no image twice.
+            announced.append(self._journal(job, saved, sync=True))
+
         def on_submit(handle: ImageJob) -> None:
             with self._lock:
                 self._in_flight[job.index] = (job, handle, None)
-            self._journal(job, handle)
+            try:
+                saved = handle.to_dict()
+            except GeneratorError:
+                saved = None  # a job that cannot be re-attached has nothing to journal
+            if saved is not None:
+                # With the job already journaled by its key, this record only saves the
+                # rerun a lookup: no need to wait for the disk.
+                self._journal(job, saved, sync=not (announced and announced[-1]))
             if self._canceling.is_set():
                 handle.cancel()
 
@@ -291,6 +304,7 @@ class BatchRunner:
                 policy=self.policy,
                 on_progress=on_progress,
                 on_submit=on_submit,
+                on_sending=on_sending,
                 canceled=self._canceling.is_set,
                 adopt=self._adopt.pop(job.name, None),
                 counter=counter,
@@ -369,19 +383,17 @@ class BatchRunner:
         self._record(result)
         return result
 
-    def _journal(self, job: Job, handle: ImageJob) -> None:
-        """Record durably that ``job`` is on a server, so that a rerun after a kill adopts
-        it instead of making it again."""
+    def _journal(self, job: Job, saved: dict[str, Any], *, sync: bool) -> bool:
+        """Record that ``job`` is (about to be) on a server, as its saved handle, so that a
+        rerun after a kill adopts it instead of making it again; whether it was written."""
         if self._manifest is None:
-            return
+            return False
         try:
-            record = journal_record(job, self.path_for(job), handle)
-        except GeneratorError:
-            return  # a job that cannot be re-attached has nothing to journal
-        try:
-            self._manifest.write(record, sync=True)
+            self._manifest.write(journal_record(job, self.path_for(job), saved), sync=sync)
         except OSError as exc:
             log.error("cannot write the manifest %s: %s", self.manifest_path, exc)
+            return False
+        return True
 
     def _record(self, result: JobResult) -> None:
         if self._manifest is None:
