@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from . import _pipeline
 from ._async_api import AsyncAPI
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import GeneratorError, InvalidRequestError
+from .errors import ConfigError, GeneratorError, InvalidRequestError
 from .job import ImageData, ImageJob, JobRef, JobUpdate
 from .progress import Progress, ProgressCallback
 from .redaction import redact, redact_text
@@ -37,8 +37,10 @@ __all__ = [
 #: Seeds are drawn from ``0 .. MAX_SEED`` (the range every server we drive accepts).
 MAX_SEED = 2**32 - 1
 
-#: Settings every generator accepts, on top of its own ``default_settings``.
-COMMON_SETTINGS = frozenset({"class", "plugin", "description"})
+#: Settings every generator accepts, on top of its own ``default_settings``:
+#: ``outage_tolerance`` is how long a batch job waits for this server while it does not
+#: answer (seconds, see :class:`~degrees37_imagegen.batch.BatchRunner`).
+COMMON_SETTINGS = frozenset({"class", "plugin", "description", "outage_tolerance"})
 
 
 class UnknownSettingWarning(UserWarning):
@@ -166,6 +168,15 @@ class BaseImageGenerator(AsyncAPI, ABC):
                     stacklevel=2,
                 )
         self.config: dict[str, Any] = {**self.default_settings, **given}
+        tolerance = given.get("outage_tolerance")
+        if tolerance is not None and (
+            isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0
+        ):
+            raise ConfigError(
+                f"outage_tolerance must be a number of seconds, 0 or more, got {tolerance!r}",
+                key="outage_tolerance",
+                generator=self.name,
+            )
         #: The clock this generator reads the time from and waits with.
         self.clock: Clock = clock or SYSTEM_CLOCK
         #: The HTTP transport tests inject (``httpx.MockTransport``...), or ``None``.

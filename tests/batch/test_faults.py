@@ -15,6 +15,7 @@ from PIL import Image
 
 from degrees37_imagegen import (
     BaseImageGenerator,
+    ConfigError,
     GeneratorConnectionError,
     GeneratorError,
     GeneratorLimitError,
@@ -219,6 +220,25 @@ def test_past_the_outage_tolerance_a_job_fails_with_one_line(gen: StepGen, tmp_p
     assert "step://one did not answer for 20s (outage tolerance 20s)" in result.error
     assert "\n" not in result.error
     assert result.error_type == "GeneratorConnectionError"
+
+
+def test_the_outage_tolerance_is_a_generator_setting(tmp_path: Path) -> None:
+    generator = StepGen({"outage_tolerance": 7}, name="step", clock=Clock())
+    generator.server_obj = Server()
+    generator.server_obj.down = 10**6
+    (result,) = run(generator, tmp_path)
+    assert result.error is not None
+    assert "(outage tolerance 7s)" in result.error
+    (given,) = run(generator, tmp_path / "given", outage_tolerance=3)  # the run's own wins
+    assert given.error is not None
+    assert "(outage tolerance 3s)" in given.error
+
+
+@pytest.mark.parametrize("value", [-1, "soon", True])
+def test_a_bad_outage_tolerance_setting_names_the_key(value: object) -> None:
+    with pytest.raises(ConfigError, match="outage_tolerance must be a number") as info:
+        StepGen({"outage_tolerance": value}, name="step")
+    assert info.value.key == "outage_tolerance"
 
 
 # -- the journal -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ server that finishes early takes the next job at once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -70,7 +71,10 @@ class BatchRunner:
     server (default 2: one running, one queued). ``force`` remakes images that are already
     there. ``on_progress`` receives :class:`BatchEvent` reports from worker threads.
     ``manifest=False`` writes no manifest; ``shard=(k, n)`` names the manifest after the
-    shard. The runner does not close the generators: their owner does.
+    shard. ``retries`` is each job's budget of retries of transient faults;
+    ``outage_tolerance`` how long a job waits for a server that does not answer (seconds;
+    by default each generator's ``outage_tolerance`` setting, else 300). The runner does not
+    close the generators: their owner does.
 
     ::
 
@@ -92,7 +96,7 @@ class BatchRunner:
         manifest: bool = True,
         shard: tuple[int, int] | None = None,
         retries: int = DEFAULT_RETRIES,
-        outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE,
+        outage_tolerance: float | None = None,
         retry_base_delay: float = 1.0,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -104,7 +108,12 @@ class BatchRunner:
         self.force = force
         self.on_progress = on_progress
         #: How hard each job tries (retries of transient faults, outage tolerance).
-        self.policy = RetryPolicy(retries, float(outage_tolerance), retry_base_delay)
+        self.policy = RetryPolicy(
+            retries,
+            DEFAULT_OUTAGE_TOLERANCE if outage_tolerance is None else float(outage_tolerance),
+            retry_base_delay,
+        )
+        self._tolerance_given = outage_tolerance is not None
         #: Retries so far by kind (``retry``, ``lost``, ``outage``), for reports.
         self.retries: dict[str, int] = {}
         self._adopt: dict[str, Mapping[str, Any]] = {}
@@ -301,7 +310,7 @@ class BatchRunner:
                 gen,
                 path,
                 request,
-                policy=self.policy,
+                policy=self._policy_for(gen),
                 on_progress=on_progress,
                 on_submit=on_submit,
                 on_sending=on_sending,
@@ -382,6 +391,13 @@ class BatchRunner:
         result.generator = text.get(METADATA_PREFIX + "generator")
         self._record(result)
         return result
+
+    def _policy_for(self, gen: BaseImageGenerator) -> RetryPolicy:
+        """The policy, with ``gen``'s own ``outage_tolerance`` setting unless one was given."""
+        setting = gen.config.get("outage_tolerance")
+        if self._tolerance_given or setting is None:
+            return self.policy
+        return dataclasses.replace(self.policy, outage_tolerance=float(setting))
 
     def _journal(self, job: Job, saved: dict[str, Any], *, sync: bool) -> bool:
         """Record that ``job`` is (about to be) on a server, as its saved handle, so that a

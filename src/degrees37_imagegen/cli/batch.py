@@ -119,14 +119,16 @@ def batch(
         ),
     ] = 3,
     outage_tolerance: Annotated[
-        float,
+        Optional[float],
         typer.Option(
             "--outage-tolerance",
             metavar="SECONDS",
             min=0,
-            help="How long jobs wait for a server that does not answer before they fail.",
+            help="How long jobs wait for a server that does not answer before they fail "
+            "[default: the generator's outage_tolerance setting, else 300].",
+            show_default=False,
         ),
-    ] = 300.0,
+    ] = None,
 ) -> None:
     """Make every image of a jobs file into a folder; run it again to finish what is left.
 
