@@ -23,6 +23,7 @@ execution, read for their colour; InvokeAI: this run's completed queue items by 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import random
@@ -42,39 +43,28 @@ CLI = [sys.executable, "-c", "from degrees37_imagegen.cli import main; main()"]
 
 
 def comfy_workflow(prefix: str) -> dict[str, Any]:
-    return {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {
-                "width": "{{width}}",
-                "height": "{{height}}",
-                "batch_size": 1,
-                "color": "{{seed}}",
-            },
-        },
-        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}},
-    }
+    """EmptyImage into SaveImage, the colour the job's seed, the files named ``prefix_*``."""
+    from degrees37_imagegen_comfyui.testing import EMPTY_IMAGE_TEMPLATE
+
+    workflow = copy.deepcopy(EMPTY_IMAGE_TEMPLATE)
+    workflow["1"]["inputs"]["color"] = "{{seed}}"
+    workflow["2"]["inputs"]["filename_prefix"] = prefix
+    return workflow
 
 
-INVOKE_GRAPH: dict[str, Any] = {
-    "id": "blank-tagged",
-    "nodes": {
-        "blank": {
-            "id": "blank",
-            "type": "blank_image",
-            "width": "{{width}}",
-            "height": "{{height}}",
-            "color": {"r": 40, "g": 90, "b": 160, "a": 255},
-        },
-        "tag": {"id": "tag", "type": "integer", "value": "{{seed}}"},
-    },
-    "edges": [],
-}
+def invoke_graph() -> dict[str, Any]:
+    """A ``blank_image`` graph with the job's seed in an ``integer`` node (read back from
+    the queue item to say whose image it is)."""
+    from degrees37_imagegen_invokeai.testing import BLANK_TEMPLATE
+
+    graph = copy.deepcopy(BLANK_TEMPLATE)
+    graph["nodes"]["tag"] = {"id": "tag", "type": "integer", "value": "{{seed}}"}
+    return graph
 
 
 def write_inputs(folder: Path, args: argparse.Namespace, prefix: str, seeds: list[int]) -> None:
     (folder / "workflow.json").write_text(json.dumps(comfy_workflow(prefix)), encoding="utf-8")
-    (folder / "graph.json").write_text(json.dumps(INVOKE_GRAPH), encoding="utf-8")
+    (folder / "graph.json").write_text(json.dumps(invoke_graph()), encoding="utf-8")
     config = ["generators:"]
     if args.comfyui:
         config += [
