@@ -22,7 +22,13 @@ from degrees37_imagegen import ConfigError, GeneratorTimeoutError, Progress
 from degrees37_imagegen.errors import JobCanceledError
 from degrees37_imagegen_invokeai import InvokeAIGenerator
 from degrees37_imagegen_invokeai._events import socket_address
-from degrees37_imagegen_invokeai._messages import News, event_progress, event_update, read_event
+from degrees37_imagegen_invokeai._messages import (
+    News,
+    completed_image,
+    event_progress,
+    event_update,
+    read_event,
+)
 from degrees37_imagegen_invokeai.errors import QueueItemError
 
 SDXL_KEY = "5b5a8c1e-0000-4000-8000-00000000sdxl"
@@ -102,7 +108,16 @@ def test_recorded_events_say_whom_they_concern_and_when_to_look():
     (news,) = read_event("invocation_started", started)
     assert (news.item_id, news.look) == (started["item_id"], False)
     complete = next(d for n, d in events if n == "invocation_complete")
-    assert read_event("invocation_complete", complete) == []  # nothing to report or to do
+    # Kept for the item's watch: it names the image, should the item be pruned unseen.
+    assert read_event("invocation_complete", complete) == [
+        News(complete["item_id"], event=("invocation_complete", complete))
+    ]
+    name = complete["result"]["image"]["image_name"]
+    ours = complete["destination"]
+    assert completed_image(complete, "blank", ours) == (name, 512, 512)
+    assert completed_image(complete, "blank", None) == (name, 512, 512)
+    assert completed_image(complete, "other-node", ours) is None
+    assert completed_image(complete, "blank", ours + "-not") is None  # a same-id stranger
     assert read_event("queue_cleared", {"queue_id": "default"}) == [News(None, look=True)]
     assert read_event(
         "queue_items_canceled", {"queue_id": "default", "canceled_item_ids": [3, 4]}
