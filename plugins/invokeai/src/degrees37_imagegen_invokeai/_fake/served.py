@@ -194,6 +194,12 @@ class ServedInvokeAI(FakeInvokeAI):
                 except httpx.TransportError:  # a fault: the connection goes, unanswered
                     self._cut()
                     return
+                try:
+                    self._answer(response)
+                except OSError:  # cut meanwhile (a restart): the client sees it
+                    self.close_connection = True
+
+            def _answer(self, response: httpx.Response) -> None:
                 self.send_response(response.status_code)
                 stream = response.stream
                 sent = {k.lower() for k in response.headers}
