@@ -113,7 +113,9 @@ def check_images(out: Path) -> None:
 
 
 def test_the_fault_mix_gives_40_of_40_none_twice(fake: ServedInvokeAI, tmp_path: Path) -> None:
-    fake.fault_spacing = 3  # about one request in three of each kind until 4 have failed
+    # One request in five of each kind until 4 have failed: three kinds hit the enqueue,
+    # and one in three of each would leave a job more faults in a row than its 3 retries.
+    fake.fault_spacing = 5
     fake.faults = dict.fromkeys(MIX, 4)
     with generator(fake) as gen:
         runner = BatchRunner(gen, tmp_path, concurrency=2, retry_base_delay=0.01)
@@ -133,7 +135,7 @@ def test_socketio_drops_with_the_http_faults_give_40_of_40_none_twice(
     # saw it finish, leaves nothing that names its image (no client can tell it from an
     # item that never ran), so it is made again.
     kinds = (*(k for k in MIX if k != "prune_after_finish"), "events_drop")
-    fake.fault_spacing = 3
+    fake.fault_spacing = 5
     fake.faults = dict.fromkeys(kinds, 4)
     with generator(fake) as gen:
         runner = BatchRunner(gen, tmp_path, concurrency=2, retry_base_delay=0.01)
