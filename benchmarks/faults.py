@@ -4,9 +4,9 @@ duplicates, retries, RSS, descriptors and threads.
     python benchmarks/faults.py [--plugin comfyui|invokeai|both] [--jobs 40] [--servers 1]
                                 [--scenarios mix,restart,load]
 
-Scenarios: ``mix`` (every fault of the plugin's fake, about one request in three of each
-kind until 10% of the jobs have met each: ComfyUI's submit 500s, dropped POSTs, download
-500s, dropped and truncated downloads; InvokeAI's enqueue 500s, enqueues dropped before and
+Scenarios: ``mix`` (every fault of the plugin's fake, one request in three of each kind
+(``--spacing``) until 10% of the jobs have met each: ComfyUI's submit 500s, dropped POSTs,
+download 500s, dropped and truncated downloads; InvokeAI's enqueue 500s, enqueues dropped before and
 after queuing, image 500s, dropped and truncated downloads, items pruned as they finish),
 ``restart`` (the server restarted a third of the way in), ``load`` (``--jobs`` over
 ``--servers`` fakes in a pool, all faults on, InvokeAI's socket.io drops too unless
@@ -147,14 +147,20 @@ def settle(threads: int, timeout: float = 5.0) -> None:
 
 
 def scenario(
-    backend: Backend, name: str, jobs: int, servers: int, *, events_drop: bool = True
+    backend: Backend,
+    name: str,
+    jobs: int,
+    servers: int,
+    *,
+    events_drop: bool = True,
+    spacing: int = 3,
 ) -> None:
     gc.collect()
     fd0, threads0, rss0 = fds(), threading.active_count(), rss_now()
     peak0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     fakes = [backend.start() for _ in range(servers)]
     for fake in fakes:
-        fake.fault_spacing = 3
+        fake.fault_spacing = spacing
         count = max(1, jobs // servers // 10)
         if name in ("mix", "load"):
             fake.faults = dict.fromkeys(backend.kinds, count)
@@ -227,6 +233,9 @@ def main() -> None:
         action="store_true",
         help="load: leave InvokeAI's socket.io connections up",
     )
+    parser.add_argument(
+        "--spacing", type=int, default=3, help="one request in N of each kind fails"
+    )
     args = parser.parse_args()
     plugins = ("comfyui", "invokeai") if args.plugin == "both" else (args.plugin,)
     for plugin in plugins:
@@ -238,6 +247,7 @@ def main() -> None:
                 args.jobs,
                 args.servers,
                 events_drop=not args.no_events_drop,
+                spacing=args.spacing,
             )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,6 +32,16 @@ __all__ = ["ServedInvokeAI"]
 
 #: respx keeps every call it routed: forget them this often (a long benchmark's memory).
 _FORGET_CALLS_EVERY = 5000
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that went away (killed, or cut by a fault) is no error of the fake's."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 class ServedInvokeAI(FakeInvokeAI):
@@ -59,8 +70,7 @@ class ServedInvokeAI(FakeInvokeAI):
 
     def start(self) -> ServedInvokeAI:
         """Serve on a free loopback port and run the queue; returns the fake."""
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietServer(("127.0.0.1", 0), self._handler())
         httpd = self._httpd
         for target in (lambda: httpd.serve_forever(poll_interval=0.02), self._worker):
             thread = threading.Thread(target=target, daemon=True)
