@@ -6,6 +6,7 @@ twice."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -25,6 +26,7 @@ from PIL import Image
 pytest.importorskip("degrees37_imagegen_invokeai")
 pytest.importorskip("respx")
 
+from degrees37_imagegen import run_batch_async
 from degrees37_imagegen.batch import BatchRunner, parse_jobs
 from degrees37_imagegen_invokeai import InvokeAIGenerator
 from degrees37_imagegen_invokeai.testing import ServedInvokeAI
@@ -230,3 +232,23 @@ def test_sigkill_then_rerun_makes_nothing_twice(fake: ServedInvokeAI, tmp_path: 
     # written before the submission (issue 9 stays open for it).
     assert len([seed for seed, n in counts.items() if n > 1]) <= 1, counts
     check_images(tmp_path / "book")
+
+
+def test_items_pruned_as_they_finish_are_downloaded_by_the_async_driver_too(
+    fake: ServedInvokeAI, tmp_path: Path
+) -> None:
+    fake.fault_spacing = 3
+    fake.faults = {"prune_after_finish": 8}
+
+    async def run() -> list[Any]:
+        with generator(fake) as gen:
+            runner = BatchRunner(gen, tmp_path, concurrency=2)
+            return [r async for r in run_batch_async(jobs(), gen, tmp_path, runner=runner)]
+
+    results = asyncio.run(run())
+    assert [r.status for r in results].count("done") == 40, [r.error for r in results]
+    assert fake.faults == {"prune_after_finish": 0}
+    counts = made(fake)
+    assert sorted(counts) == sorted(SEEDS)
+    assert [seed for seed, n in counts.items() if n > 1] == [], counts
+    check_images(tmp_path)

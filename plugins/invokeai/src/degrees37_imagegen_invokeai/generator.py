@@ -65,6 +65,7 @@ from ._queue import (
     item_update,
 )
 from ._resolution import as_size, fit_png, fit_target
+from ._schedule import GONE_GRACE
 from ._settings import DEFAULT_SETTINGS, validate_settings
 from ._templates import GraphTemplate
 
@@ -77,8 +78,6 @@ log = logging.getLogger(__name__)
 
 #: At most this long (or ``timeout``, if shorter) to open the socket.io connection.
 _EVENTS_OPEN_TIMEOUT = 10.0
-#: How long a read that found the item gone waits for its last events (seconds).
-_GONE_GRACE = 0.2
 
 
 class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
@@ -227,10 +226,14 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         if item is None and ref.id.isdigit():
             follow = self._follow(ref)  # with the events that came before it was watched
             follow.take(self.name)
-            if follow.image is None and follow.watch is not None and self._events_live():
-                # Pruned just as it finished? Its last events, which name the image, may
-                # still be on their way over the socket: give them a moment.
-                wait_for_news(self.clock, follow, _GONE_GRACE, True)
+            # Pruned just as it finished? Its last events, which name the image, may still
+            # be on their way over the socket: give them a moment.
+            end = self.clock.monotonic() + GONE_GRACE
+            while follow.image is None and follow.watch is not None and self._events_live():
+                left = end - self.clock.monotonic()
+                if left <= 0:
+                    break
+                wait_for_news(self.clock, follow, left, True)
                 follow.take(self.name)
         if item is None and follow is not None and follow.image is not None:
             # Pruned after it finished: its image is on the server, as an event said.
