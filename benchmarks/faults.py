@@ -180,6 +180,7 @@ def scenario(
             # Mid-image: once a third of the jobs are made and one is running.
             while backend.finished(first) < jobs // 3 // servers or first.running is None:
                 time.sleep(0.001)
+            time.sleep(first.seconds / 2)  # half-way through the image, as the tests do
             first.restart()
 
         threading.Thread(target=restart, daemon=True).start()
