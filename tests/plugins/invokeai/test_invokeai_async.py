@@ -145,7 +145,7 @@ def test_enqueue_errors_say_whether_the_image_may_exist(sdxl, make_generator):
         asyncio.run(submit(retries=1))
     assert refused.value.work == "not_sent"
     assert refused.value.generator == "invokeai"
-    fake.faults.clear()
+    fake.scripted.clear()
     fake.add_fault("enqueue", "dropped")
     with pytest.raises(GeneratorConnectionError) as dropped:
         asyncio.run(submit())

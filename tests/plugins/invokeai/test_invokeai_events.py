@@ -22,7 +22,13 @@ from degrees37_imagegen import ConfigError, GeneratorTimeoutError, Progress
 from degrees37_imagegen.errors import JobCanceledError
 from degrees37_imagegen_invokeai import InvokeAIGenerator
 from degrees37_imagegen_invokeai._events import socket_address
-from degrees37_imagegen_invokeai._messages import News, event_progress, event_update, read_event
+from degrees37_imagegen_invokeai._messages import (
+    News,
+    completed_image,
+    event_progress,
+    event_update,
+    read_event,
+)
 from degrees37_imagegen_invokeai.errors import QueueItemError
 
 SDXL_KEY = "5b5a8c1e-0000-4000-8000-00000000sdxl"
@@ -102,7 +108,16 @@ def test_recorded_events_say_whom_they_concern_and_when_to_look():
     (news,) = read_event("invocation_started", started)
     assert (news.item_id, news.look) == (started["item_id"], False)
     complete = next(d for n, d in events if n == "invocation_complete")
-    assert read_event("invocation_complete", complete) == []  # nothing to report or to do
+    # Kept for the item's watch: it names the image, should the item be pruned unseen.
+    assert read_event("invocation_complete", complete) == [
+        News(complete["item_id"], event=("invocation_complete", complete))
+    ]
+    name = complete["result"]["image"]["image_name"]
+    ours = complete["destination"]
+    assert completed_image(complete, "blank", ours) == (name, 512, 512)
+    assert completed_image(complete, "blank", None) == (name, 512, 512)
+    assert completed_image(complete, "other-node", ours) is None
+    assert completed_image(complete, "blank", ours + "-not") is None  # a same-id stranger
     assert read_event("queue_cleared", {"queue_id": "default"}) == [News(None, look=True)]
     assert read_event(
         "queue_items_canceled", {"queue_id": "default", "canceled_item_ids": [3, 4]}
@@ -202,9 +217,12 @@ def test_queue_cleared_wakes_the_waiter(fake, make_generator, clock):
                 fake.items.clear()
             fake.sio.emit("queue_cleared", {"timestamp": 0, "queue_id": "default", "user_id": None})
 
+    clock.real_wait = 0  # no event comes after the clear
     with pytest.raises(JobCanceledError, match="deleted"):
         gen.generate_image("x", on_progress=clear_the_queue)
-    assert clock.slept == []
+    # No polling: only the moment given to the item's last events, which may be on their
+    # way when a read finds it gone (it may have been pruned as it finished).
+    assert clock.slept == [pytest.approx(0.2)]
 
 
 def test_threads_share_one_socket_and_get_their_own_events(fake, runs_by_itself, make_generator):

@@ -265,7 +265,7 @@ def test_enqueue_errors_say_whether_the_image_may_exist(sdxl, make_generator):
     assert refused.value.work == "not_sent"
     assert refused.value.generator == "invokeai"  # named by the core's choke point
 
-    fake.faults.clear()
+    fake.scripted.clear()
     fake.add_fault("enqueue", "dropped")
     with pytest.raises(GeneratorConnectionError) as dropped:
         make_generator(default_model="sdxl-base").submit("x")

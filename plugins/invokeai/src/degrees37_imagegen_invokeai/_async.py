@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,7 @@ from degrees37_imagegen.request import ImageRequest
 from ._api import QUEUE
 from ._events import _SIO_LOG, socket_address
 from ._http import check_response, json_body, transport_error
-from ._messages import QUEUE_ID, event_update, read_event
+from ._messages import QUEUE_ID, completed_image, event_update, read_event
 from ._plan import (
     Lookups,
     enqueue_body,
@@ -47,9 +47,16 @@ from ._plan import (
     plan_image,
     requested_size,
 )
-from ._queue import TERMINAL_STATUSES, ItemFacts, checked_item, item_read_failure, item_update
+from ._queue import (
+    TERMINAL_STATUSES,
+    ItemFacts,
+    checked_item,
+    image_update,
+    item_read_failure,
+    item_update,
+)
 from ._resolution import as_size, fit_png, fit_target
-from ._schedule import PollState, reconnect_delay
+from ._schedule import GONE_GRACE, PollState, reconnect_delay
 
 if TYPE_CHECKING:
     from .generator import InvokeAIGenerator
@@ -59,6 +66,8 @@ __all__ = ["AsyncInvokeAI"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
+#: Items whose ``invocation_complete`` events are kept until they are followed.
+_MAX_EARLY = 64
 
 
 @dataclass
@@ -70,6 +79,16 @@ class _Item:
     news: deque[JobUpdate] = field(default_factory=deque)
     look: bool = False
     event: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The job's output node and destination, to know its image when an event names it.
+    output_node: str | None = None
+    destination: str | None = None
+    #: The image an ``invocation_complete`` event said the output node made.
+    image: tuple[str, int | None, int | None] | None = None
+
+    def completed(self, data: Mapping[str, Any]) -> None:
+        """Take the image an ``invocation_complete`` event names, if it is ours."""
+        if self.output_node is not None:
+            self.image = completed_image(data, self.output_node, self.destination) or self.image
 
 
 class AsyncInvokeAI:
@@ -80,6 +99,9 @@ class AsyncInvokeAI:
         self.loop = asyncio.get_running_loop()
         self._client: httpx.AsyncClient | None = None
         self._items: dict[str, _Item] = {}
+        #: ``invocation_complete`` events of items not followed yet (a fast item can end
+        #: before its job's first wait), by item id, the oldest dropped first.
+        self._early: OrderedDict[int, list[Mapping[str, Any]]] = OrderedDict()
         self._lookups: Lookups | None = None
         self._sio: Any = None
         self._live = False
@@ -231,6 +253,15 @@ class AsyncInvokeAI:
                 if news.item_id is None
                 else [self._items[k] for k in (str(news.item_id),) if k in self._items]
             )
+            if news.event is not None and news.event[0] == "invocation_complete":
+                if not items and news.item_id is not None:
+                    self._early.setdefault(news.item_id, []).append(news.event[1])
+                    while len(self._early) > _MAX_EARLY:
+                        self._early.popitem(last=False)
+                for item in items:
+                    item.completed(news.event[1])
+                    item.event.set()
+                continue
             for item in items:
                 if news.look:
                     item.look = True
@@ -256,7 +287,14 @@ class AsyncInvokeAI:
         item = self._items.get(ref.id)
         if item is None:
             steps = ref.data.get("steps")
-            item = self._items[ref.id] = _Item(steps if isinstance(steps, int) else None)
+            destination = ref.data.get("destination")
+            item = self._items[ref.id] = _Item(
+                steps if isinstance(steps, int) else None,
+                output_node=str(ref.data.get("output_node") or self.gen._output_node()),
+                destination=None if destination is None else str(destination),
+            )
+            for data in self._early.pop(int(ref.id), []) if ref.id.isdigit() else []:
+                item.completed(data)
         return item
 
     async def _look_up(self, request: ImageRequest) -> Lookups:
@@ -296,12 +334,25 @@ class AsyncInvokeAI:
         gen = self.gen
         found = await self.read_item(ref.id)
         destination = ref.data.get("destination")
-        if found is None:
+        facts = ItemFacts.from_ref(ref.data, gen._output_node())
+        followed = self.follow(ref) if found is None else None
+        end = gen.clock.monotonic() + GONE_GRACE
+        while followed is not None and followed.image is None and self._live:
+            # Pruned just as it finished? Its last events may still be on their way. (The
+            # flags the event wakes for stay set: clearing it loses no news.)
+            left = end - gen.clock.monotonic()
+            if left <= 0:
+                break
+            followed.event.clear()
+            await await_event(gen.clock, followed.event, left)
+        if followed is not None and followed.image is not None:
+            update = image_update(int(ref.id), followed.image, facts)
+        elif found is None:
             update = JobUpdate("canceled", error=gen._deleted(ref.id))
         elif destination is not None and not is_ours(found, str(destination)):
             update = JobUpdate("canceled", error=gen._deleted(ref.id, "replaced by another"))
         else:
-            update = item_update(found, ItemFacts.from_ref(ref.data, gen._output_node()), gen.name)
+            update = item_update(found, facts, gen.name)
         item = self._items.get(ref.id)
         if item is not None:
             item.poll.polled(gen.clock.monotonic(), update.status)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -33,6 +33,8 @@ __all__ = ["ItemWatch", "QueueEvents", "SocketClient", "socket_address"]
 
 log = logging.getLogger(__name__)
 
+#: Items whose ``invocation_complete`` events are kept until a watch starts (oldest go).
+_MAX_UNWATCHED = 64
 #: Events kept for a watch whose thread has not read them yet (older ones are dropped).
 _MAX_QUEUED = 512
 #: A connection that lived this long (seconds) was healthy: reconnect at once when it drops.
@@ -175,6 +177,9 @@ class QueueEvents:
         self._factory = client_factory
         self._lock = threading.Lock()
         self._watches: dict[int, set[ItemWatch]] = {}
+        #: The last ``invocation_complete`` events of items no one watched yet: a fast
+        #: item can finish before its job's first wait starts watching it.
+        self._unwatched: OrderedDict[int, list[News]] = OrderedDict()
         self._sio: socketio.Client | None = None
         self._live = False
         self._thread: threading.Thread | None = None
@@ -221,6 +226,9 @@ class QueueEvents:
         watch = ItemWatch(self, item_id)
         with self._lock:
             self._watches.setdefault(item_id, set()).add(watch)
+            early = self._unwatched.pop(item_id, [])
+        for news in early:
+            watch.push(news)
         return watch
 
     def _forget(self, watch: ItemWatch) -> None:
@@ -385,6 +393,11 @@ class QueueEvents:
                     watches = [w for ws in self._watches.values() for w in ws]
                 else:
                     watches = list(self._watches.get(news.item_id, ()))
+                    if not watches and news.event and news.event[0] == "invocation_complete":
+                        self._unwatched.setdefault(news.item_id, []).append(news)
+                        self._unwatched.move_to_end(news.item_id)
+                        while len(self._unwatched) > _MAX_UNWATCHED:
+                            self._unwatched.popitem(last=False)
             for watch in watches:
                 watch.push(news)
 

@@ -16,7 +16,7 @@ from degrees37_imagegen.clock import Clock
 from degrees37_imagegen.job import JobUpdate
 
 from ._events import ItemWatch
-from ._messages import event_update
+from ._messages import completed_image, event_update
 from ._schedule import PollState
 
 __all__ = ["EventClock", "Follow", "Follows", "wait_for_news"]
@@ -48,14 +48,24 @@ class Follow:
     pending: deque[JobUpdate] = field(default_factory=deque)
     #: An event (or the socket going down) said the item may have ended: read it.
     look: bool = False
+    #: The job's output node and destination, to know its image when an event names it.
+    output_node: str | None = None
+    destination: str | None = None
+    #: The image an event said the output node made (name, width, height).
+    image: tuple[str, int | None, int | None] | None = None
 
     def take(self, generator: str | None) -> None:
-        """Move what the socket said into :attr:`pending` and :attr:`look`."""
+        """Move what the socket said into :attr:`pending`, :attr:`look` and :attr:`image`."""
         if self.watch is None:
             return
         events, look = self.watch.take()
         self.look = self.look or look
         for name, data in events:
+            if name == "invocation_complete":
+                if self.output_node is not None:
+                    made = completed_image(data, self.output_node, self.destination)
+                    self.image = made or self.image
+                continue
             update = event_update(name, data, steps=self.steps, generator=generator)
             if update is not None:
                 self.pending.append(update)

@@ -19,7 +19,7 @@ from degrees37_imagegen.progress import Progress
 
 from ._queue import TERMINAL_STATUSES, job_status
 
-__all__ = ["QUEUE_ID", "News", "event_progress", "event_update", "read_event"]
+__all__ = ["QUEUE_ID", "News", "completed_image", "event_progress", "event_update", "read_event"]
 
 #: The queue this plugin uses (InvokeAI has only ``default``).
 QUEUE_ID = "default"
@@ -61,9 +61,37 @@ def read_event(name: str, payload: Any) -> list[News]:
     ended = name == "queue_item_status_changed" and payload.get("status") in TERMINAL_STATUSES
     if ended:
         return [News(item_id, look=True)]
-    if name in _PROGRESS_EVENTS:
+    if name in _PROGRESS_EVENTS or name == "invocation_complete":
         return [News(item_id, event=(name, payload))]
-    return []  # e.g. invocation_complete: nothing to report, nothing to look at
+    return []  # e.g. invocation_started of another queue: nothing to look at
+
+
+def completed_image(
+    data: Mapping[str, Any], node_id: str, destination: str | None
+) -> tuple[str, int | None, int | None] | None:
+    """The image (name, width, height) that an ``invocation_complete`` event says our
+    output node ``node_id`` made, if it is that event.
+
+    InvokeAI saves the image before it sends the event, and keeps it when the queue item
+    is deleted (``/prune`` deletes finished items): the event is how a job whose item was
+    pruned right after it finished still gets its image, instead of being made again.
+    ``destination`` (ours) guards against an item of the same id after a restart.
+    """
+    if data.get("invocation_source_id") != node_id:
+        return None
+    if destination is not None and data.get("destination") != destination:
+        return None
+    result = data.get("result")
+    image = result.get("image") if isinstance(result, Mapping) else None
+    if not isinstance(image, Mapping) or not isinstance(image.get("image_name"), str):
+        return None
+    assert isinstance(result, Mapping)
+    width, height = result.get("width"), result.get("height")
+    return (
+        str(image["image_name"]),
+        width if _is_id(width) else None,
+        height if _is_id(height) else None,
+    )
 
 
 def event_update(

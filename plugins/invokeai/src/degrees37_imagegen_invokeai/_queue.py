@@ -17,6 +17,7 @@ from .errors import InvokeAIHTTPError, QueueItemError
 
 __all__ = [
     "checked_item",
+    "image_update",
     "item_read_failure",
     "STATUSES",
     "TERMINAL_STATUSES",
@@ -99,20 +100,7 @@ def item_update(item: Mapping[str, Any], facts: ItemFacts, generator: str | None
     status = job_status(item.get("status"))
     if status == "done":
         name, width, height = result_image(item, facts.output_node, generator)
-        generated = facts.generated
-        if generated is None and width and height:
-            generated = (width, height)
-        result: dict[str, Any] = {"image_name": name, "item_id": item.get("item_id")}
-        if width and height:
-            result["size"] = [width, height]
-        return JobUpdate(
-            "done",
-            result=result,
-            seed_used=facts.seed_used,
-            model=facts.model,
-            generated_size=generated,
-            extra={**facts.extra, "queue_item": item.get("item_id"), "image_name": name},
-        )
+        return image_update(item.get("item_id"), (name, width, height), facts)
     if status == "failed":
         return JobUpdate("failed", error=item_error(item, generator))
     if status == "canceled":
@@ -124,6 +112,27 @@ def item_update(item: Mapping[str, Any], facts: ItemFacts, generator: str | None
             ),
         )
     return JobUpdate(status)
+
+
+def image_update(
+    item_id: Any, image: tuple[str, int | None, int | None], facts: ItemFacts
+) -> JobUpdate:
+    """The job is done: queue item ``item_id`` made ``image`` (name, width, height)."""
+    name, width, height = image
+    generated = facts.generated
+    if generated is None and width and height:
+        generated = (width, height)
+    result: dict[str, Any] = {"image_name": name, "item_id": item_id}
+    if width and height:
+        result["size"] = [width, height]
+    return JobUpdate(
+        "done",
+        result=result,
+        seed_used=facts.seed_used,
+        model=facts.model,
+        generated_size=generated,
+        extra={**facts.extra, "queue_item": item_id, "image_name": name},
+    )
 
 
 def item_error(item: Mapping[str, Any], generator: str | None = None) -> QueueItemError:

@@ -13,12 +13,23 @@ from dataclasses import dataclass
 
 from degrees37_imagegen.job import JobStatus
 
-__all__ = ["EVENTS_POLL", "PENDING_POLL", "RECONNECT_DELAYS", "PollState", "reconnect_delay"]
+__all__ = [
+    "EVENTS_POLL",
+    "GONE_GRACE",
+    "PENDING_POLL",
+    "RECONNECT_DELAYS",
+    "PollState",
+    "reconnect_delay",
+]
 
 #: Seconds between reads of an item still waiting behind others.
 PENDING_POLL = 0.25
 #: Seconds between reads of an item while socket.io events are live.
 EVENTS_POLL = 1.0
+#: Seconds a read that found the item gone waits for its last events while the socket is
+#: live: an item pruned as it finished is told apart by the event that names its image,
+#: which may still be on its way.
+GONE_GRACE = 0.2
 #: Delays before retrying a socket that could not connect (then the last one, repeated).
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 

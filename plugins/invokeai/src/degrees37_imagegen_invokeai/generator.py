@@ -54,8 +54,16 @@ from ._plan import (
     requested_size,
 )
 from ._presets import apply_style_preset
-from ._queue import TERMINAL_STATUSES, ItemFacts, checked_item, item_read_failure, item_update
+from ._queue import (
+    TERMINAL_STATUSES,
+    ItemFacts,
+    checked_item,
+    image_update,
+    item_read_failure,
+    item_update,
+)
 from ._resolution import as_size, fit_png, fit_target
+from ._schedule import GONE_GRACE
 from ._settings import DEFAULT_SETTINGS, validate_settings
 from ._templates import GraphTemplate
 
@@ -222,14 +230,29 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         """Read the queue item once and say where the job is."""
         item = self._read_item(ref.id)
         destination = ref.data.get("destination")
-        if item is None:
+        facts = ItemFacts.from_ref(ref.data, self._output_node())
+        follow = self._follows.get(ref.id)
+        if item is None and ref.id.isdigit():
+            follow = self._follow(ref)  # with the events that came before it was watched
+            follow.take(self.name)
+            # Pruned just as it finished? Its last events, which name the image, may still
+            # be on their way over the socket: give them a moment.
+            end = self.clock.monotonic() + GONE_GRACE
+            while follow.image is None and follow.watch is not None and self._events_live():
+                left = end - self.clock.monotonic()
+                if left <= 0:
+                    break
+                wait_for_news(self.clock, follow, left, True)
+                follow.take(self.name)
+        if item is None and follow is not None and follow.image is not None:
+            # Pruned after it finished: its image is on the server, as an event said.
+            update = image_update(int(ref.id), follow.image, facts)
+        elif item is None:
             update = JobUpdate("canceled", error=self._deleted(ref.id))
         elif destination is not None and not is_ours(item, str(destination)):
             update = JobUpdate("canceled", error=self._deleted(ref.id, "replaced by another"))
         else:
-            facts = ItemFacts.from_ref(ref.data, self._output_node())
             update = item_update(item, facts, self.name)
-        follow = self._follows.get(ref.id)
         if follow is not None:
             follow.poll.polled(self.clock.monotonic(), update.status)
         if update.status in ("done", "failed", "canceled"):
@@ -432,4 +455,11 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         events = self._start_events()
         watch = events.watch(int(ref.id)) if events is not None and ref.id.isdigit() else None
         steps = ref.data.get("steps")
-        return self._follows.add(ref.id, Follow(watch, steps if isinstance(steps, int) else None))
+        destination = ref.data.get("destination")
+        follow = Follow(
+            watch,
+            steps if isinstance(steps, int) else None,
+            output_node=str(ref.data.get("output_node") or self._output_node()),
+            destination=None if destination is None else str(destination),
+        )
+        return self._follows.add(ref.id, follow)

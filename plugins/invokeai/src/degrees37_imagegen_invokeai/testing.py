@@ -27,6 +27,13 @@ statuses an item shows on its polls), ``reject_next_enqueue`` (a capture name),
 endpoint ``refuse``, ``ack_subscribe``, :meth:`SocketIOEndpoint.drop`. What it received is
 in ``calls``, ``enqueued``, ``images`` and :func:`uploads_of`.
 
+Counted faults, as in the ComfyUI fake: ``faults`` maps a kind of :data:`FAULTS`
+(``enqueue_500``, ``enqueue_drop``, ``enqueue_lost``, ``image_500``, ``image_drop``,
+``image_truncated``, ``prune_after_finish``) to how many requests it still hits, one in
+``fault_spacing`` of its kind. :class:`ServedInvokeAI` is the fake on a loopback port (real
+HTTP and socket.io, for another process such as the CLI), running its queue one item at a
+time as the server does, with :meth:`ServedInvokeAI.restart`.
+
 Needs the ``testing`` extra: ``pip install "degrees37-imagegen-invokeai[testing]"`` (respx,
 imported only when a fake is made, and websockets for the socket.io endpoint).
 """
@@ -39,8 +46,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._fake.captures import CAPTURES, CaptureFolder, Captures, schema_of
+from ._fake.faults import FAULTS
 from ._fake.items import FakeItem, model_record
 from ._fake.schema import OpenAPISchema
+from ._fake.served import ServedInvokeAI
 from ._fake.server import BASE_URL, QUEUE, FakeInvokeAI
 from ._fake.socketio import (
     WS_PATH,
@@ -62,12 +71,14 @@ __all__ = [
     "WS_PATH",
     "CaptureFolder",
     "Captures",
+    "FAULTS",
     "FakeInvokeAI",
     "FakeItem",
     "ItemIds",
     "OpenAPISchema",
     "Recording",
     "SocketIOEndpoint",
+    "ServedInvokeAI",
     "SocketIOServer",
     "invocation_event",
     "model_record",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .socketio import ItemIds
 
-__all__ = ["FakeItem", "image_size", "model_record", "output_node"]
+if TYPE_CHECKING:
+    from .captures import Captures
+
+__all__ = ["FakeItem", "image_size", "item_body", "model_record", "output_node"]
 
 
 def model_record(
@@ -102,3 +105,57 @@ def image_size(graph: dict[str, Any], node_id: str) -> tuple[int, int]:
         if dst["node_id"] == node_id and dst["field"] in ("image", "latents", "noise"):
             return image_size(graph, edge["source"]["node_id"])
     return 512, 512
+
+
+def item_body(captures: Captures, item: FakeItem) -> dict[str, Any]:
+    """The answer a read of ``item`` gets: the captured item of its status, its ids put in."""
+    template = {
+        "pending": "rec_queue_item_pending.json",
+        "in_progress": "queue_item_blank_first_poll.json",
+        "completed": "queue_item_blank_completed.json",
+        "failed": "queue_item_sdxl_missing_model_failed.json",
+        "canceled": "queue_item_after_cancel_in_progress.json",
+    }[item.status]
+    body = captures.body(template)
+    batch = item.batch
+    body.update(
+        item_id=item.item_id,
+        status=item.status,
+        batch_id=item.batch_id,
+        session_id=item.session_id,
+        origin=batch.get("origin"),
+        destination=batch.get("destination"),
+        field_values=[
+            {"node_path": d["node_path"], "field_name": d["field_name"], "value": d["items"][0]}
+            for group in batch.get("data") or []
+            for d in group
+        ],
+    )
+    for key in ("origin", "destination"):
+        if body[key] is None:
+            del body[key]  # this route leaves null fields out
+    session = body["session"]
+    session.update(id=item.session_id, graph=batch["graph"])
+    mapping = {node_id: [str(uuid.uuid4())] for node_id in batch["graph"]["nodes"]}
+    if item.status == "completed":
+        session["source_prepared_mapping"] = mapping
+        session["prepared_source_mapping"] = {v[0]: k for k, v in mapping.items()}
+        session["results"] = {
+            mapping[node_id][0]: {
+                "image": {"image_name": name},
+                "width": width,
+                "height": height,
+                "type": "image_output",
+            }
+            for node_id, (name, (width, height)) in item.outputs.items()
+        }
+    elif item.status == "failed":
+        error_type, message = item.error or ("Exception", "failed")
+        body.update(error_type=error_type, error_message=message)
+        body["error_traceback"] = body["error_traceback"].replace(
+            "00000000-0000-0000-0000-000000000000", message.rsplit(" ", 1)[-1]
+        )
+        session["source_prepared_mapping"] = mapping
+        session["results"] = {}
+    answer: dict[str, Any] = body
+    return answer

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -25,9 +26,10 @@ import httpx
 from PIL import Image, PngImagePlugin
 
 from .captures import Captures, schema_of
-from .items import FakeItem, image_size
+from .faults import DISCONNECTED, CutShort, FaultSwitches
+from .items import FakeItem, image_size, item_body, output_node
 from .schema import OpenAPISchema
-from .socketio import SocketIOEndpoint, invocation_event, status_changed
+from .socketio import SocketIOEndpoint, invocation_event, recording, status_changed
 from .uploads import answer_upload
 
 __all__ = ["BASE_URL", "QUEUE", "FakeInvokeAI"]
@@ -35,8 +37,10 @@ __all__ = ["BASE_URL", "QUEUE", "FakeInvokeAI"]
 BASE_URL = "http://invokeai.test:9090"
 QUEUE = "/api/v1/queue/default"
 
+_TERMINAL = ("completed", "failed", "canceled")
 
-class FakeInvokeAI:
+
+class FakeInvokeAI(FaultSwitches):
     """The fake server: state, a respx router, and knobs for the tests."""
 
     def __init__(
@@ -51,6 +55,7 @@ class FakeInvokeAI:
         self.captures = captures
         self.schema = schema or schema_of(captures)
         self.base_url = base_url
+        FaultSwitches.__init__(self)
         self.lock = threading.RLock()
         self.boards: list[dict[str, Any]] = []
         self.models: list[dict[str, Any]] = []
@@ -64,9 +69,13 @@ class FakeInvokeAI:
         self.calls: list[tuple[str, str]] = []
         #: Statuses a new item shows on its successive polls; the last one stays.
         self.script: list[str] = ["pending", "in_progress", "completed"]
-        #: Faults for the next requests of a kind: "connect" (never sent), "lost" (handled,
-        #: answer lost), "dropped" (connection dropped before the server handled it).
-        self.faults: dict[str, list[str]] = {}
+        #: Faults scripted for the next requests of a kind (:meth:`add_fault`): "connect"
+        #: (never sent), "lost" (handled, answer lost), "dropped" (connection dropped before
+        #: the server handled it), "truncated" (a download).
+        self.scripted: dict[str, list[str]] = {}
+        #: Bumped by a restart: the item running then never finishes.
+        self.generation = 0
+        self.wakeup = threading.Condition(self.lock)
         #: Answer the next enqueue with this captured 422 instead of queuing.
         self.reject_next_enqueue: str | None = None
         #: The items a cancel request canceled, in order.
@@ -80,6 +89,8 @@ class FakeInvokeAI:
         self.run_after_polls: int | None = None
         #: Cut the sockets instead of pushing this final status (the event is lost).
         self.drop_instead_of: str | None = None
+        #: Items are run by a queue worker (:class:`~.served.ServedInvokeAI`), not by polls.
+        self.runs_queue = False
         self.runners: list[threading.Thread] = []
         self.router = respx.mock(base_url=base_url, assert_all_called=False)
         self._routes()
@@ -117,12 +128,21 @@ class FakeInvokeAI:
     def add_fault(self, kind: str, *faults: str) -> None:
         """Make the next requests of ``kind`` (enqueue, poll, board, download...) fail."""
         with self.lock:
-            self.faults.setdefault(kind, []).extend(faults)
+            self.scripted.setdefault(kind, []).extend(faults)
 
     def _fault(self, kind: str) -> str | None:
         with self.lock:
-            pending = self.faults.get(kind)
+            pending = self.scripted.get(kind)
             return pending.pop(0) if pending else None
+
+    def prune(self) -> int:
+        """``PUT /queue/default/prune``: delete every completed, failed and canceled item
+        (the server sends no event for it); return how many."""
+        with self.lock:
+            ended = [i for i, item in self.items.items() if item.status in _TERMINAL]
+            for item_id in ended:
+                del self.items[item_id]
+            return len(ended)
 
     @staticmethod
     def _raise_before(fault: str | None, request: httpx.Request) -> None:
@@ -219,6 +239,8 @@ class FakeInvokeAI:
         self._log(request)
         fault = self._fault("enqueue")
         self._raise_before(fault, request)
+        if self.take_fault("enqueue_drop"):
+            raise httpx.RemoteProtocolError(DISCONNECTED, request=request)
         body = json.loads(request.content)
         with self.lock:
             rejected, self.reject_next_enqueue = self.reject_next_enqueue, None
@@ -227,10 +249,16 @@ class FakeInvokeAI:
         errors = self.schema.validate_enqueue(body)
         # A graph the real server would refuse is a bug in the generator: fail the test.
         assert not errors, "the generator sent an invalid graph:\n" + "\n".join(errors)
+        if self.take_fault("enqueue_500"):
+            # The router turns the queue service's exception into a 500 (its transaction
+            # is rolled back: nothing is queued).
+            detail = "Unexpected error while enqueuing batch: database is locked"
+            return httpx.Response(500, json={"detail": detail})
         with self.lock:
             item = FakeItem(self.next_item_id, body, self.script)
             self.next_item_id += 1
             self.items[item.item_id] = item
+            self.wakeup.notify_all()
         answer = self.captures.body("enqueue_blank_image.json")
         batch = item.batch
         answer["batch"].update(
@@ -244,6 +272,8 @@ class FakeInvokeAI:
         answer["item_ids"] = [item.item_id]
         self._emit_batch_enqueued(item)
         self._raise_after(fault, request)
+        if self.take_fault("enqueue_lost"):  # queued, but the answer never left
+            raise httpx.RemoteProtocolError(DISCONNECTED, request=request)
         return self.captures.response("enqueue_blank_image.json", body=answer)
 
     def _list_all(self, request: httpx.Request) -> httpx.Response:
@@ -267,7 +297,7 @@ class FakeInvokeAI:
                 missing["detail"] = f"Queue item with id {item_id} not found in queue default"
                 return self.captures.response("queue_item_get_missing.json", body=missing)
             item.polls += 1
-            if item.status not in ("completed", "failed", "canceled") and item.script:
+            if item.status not in _TERMINAL and item.script and not self.runs_queue:
                 self._advance(item, item.script.pop(0) if len(item.script) > 1 else item.script[0])
             answer = self.captures.response(
                 "queue_item_blank_completed.json", body=self._item_body(item)
@@ -313,6 +343,16 @@ class FakeInvokeAI:
             return httpx.Response(
                 200, content=data[: len(data) // 2], headers={"content-type": "image/png"}
             )
+        if self.take_fault("image_500"):  # an uncaught error: Starlette's own answer
+            return httpx.Response(
+                500,
+                text="Internal Server Error",
+                headers={"content-type": "text/plain; charset=utf-8"},
+            )
+        if self.take_fault("image_drop"):
+            raise httpx.RemoteProtocolError(DISCONNECTED, request=request)
+        if self.take_fault("image_truncated"):  # the full length announced, half sent
+            return httpx.Response(200, headers=headers, stream=CutShort(data))
         return httpx.Response(200, content=data, headers=headers)
 
     # -- running items -------------------------------------------------------------------
@@ -322,6 +362,8 @@ class FakeInvokeAI:
         self._set_status(item, status)
         if item.status != before:
             self._emit_status(item)
+            if item.status == "completed" and self.take_fault("prune_after_finish"):
+                self.prune()  # as a /prune sent right after the item finished
 
     def _set_status(self, item: FakeItem, status: str) -> None:
         if status != "completed":
@@ -334,13 +376,23 @@ class FakeInvokeAI:
             return
         item.status = "completed"
         graph = item.batch["graph"]
-        for node_id, node in graph["nodes"].items():
-            output = self.schema.node_schemas[node["type"]]["output"]["$ref"]
-            if output.endswith("/ImageOutput"):
-                width, height = image_size(graph, node_id)
-                name = f"{uuid.uuid4()}.png"
-                item.outputs[node_id] = (name, (width, height))
-                self.images[name] = self._png(width, height, graph)
+        for node_id in graph["nodes"]:
+            if node_id not in item.outputs:
+                self._make_image(item, node_id)
+
+    def _make_image(self, item: FakeItem, node_id: str) -> dict[str, Any] | None:
+        """Save the image node ``node_id`` makes, if it makes one; its result's fields."""
+        graph = item.batch["graph"]
+        node = graph["nodes"][node_id]
+        output = self.schema.node_schemas[node["type"]]["output"]["$ref"]
+        if not output.endswith("/ImageOutput"):
+            return None
+        width, height = image_size(graph, node_id)
+        name = f"{uuid.uuid4()}.png"
+        with self.lock:
+            item.outputs[node_id] = (name, (width, height))
+            self.images[name] = self._png(width, height, graph, node.get("metadata"))
+        return {"image": {"image_name": name}, "width": width, "height": height}
 
     def _emit_status(self, item: FakeItem) -> None:
         """Push the item's new status (none for ``pending``: the server sends none)."""
@@ -354,6 +406,8 @@ class FakeInvokeAI:
         self.sio.emit(
             "queue_item_status_changed", status_changed(item.ids, item.status, error=error)
         )
+        if item.status == "in_progress" and self.take_fault("events_drop"):
+            self.sio.drop()
 
     def _emit_batch_enqueued(self, item: FakeItem) -> None:
         if self.sio is None:
@@ -362,11 +416,11 @@ class FakeInvokeAI:
         data.update(batch_id=item.batch_id, origin=item.batch.get("origin"))
         self.sio.emit("batch_enqueued", data)
 
-    def _run(self, item: FakeItem) -> None:
-        """Run the item as the server does, pushing its events as they happen."""
-        sio = self.sio
-        assert sio is not None
+    def _run(self, item: FakeItem, seconds: float = 0.0) -> None:
+        """Run the item as the server does, pushing its events as they happen; it takes
+        ``seconds``. A restart meanwhile (the server died) ends it where it is."""
         with self.lock:
+            generation = self.generation
             self._advance(item, "in_progress")
         graph = item.batch["graph"]
         missing = self._unknown_model(graph)
@@ -374,7 +428,7 @@ class FakeInvokeAI:
             is_loader = node["type"].endswith("model_loader")
             if missing is not None and not is_loader:
                 continue
-            sio.emit(
+            self._emit(
                 "invocation_started",
                 invocation_event("invocation_started", item.ids, node_id, node),
             )
@@ -383,7 +437,7 @@ class FakeInvokeAI:
                     self._advance(item, "completed")
                 error = item.error
                 event = invocation_event("invocation_error", item.ids, node_id, node, error=error)
-                sio.emit("invocation_error", event)
+                self._emit("invocation_error", event)
                 return
             if node["type"] == "denoise_latents":
                 steps = int(node["steps"])
@@ -392,17 +446,29 @@ class FakeInvokeAI:
                         "invocation_progress", item.ids, node_id, node,
                         message="Denoising", percentage=step / steps,
                     )  # fmt: skip
-                    sio.emit("invocation_progress", event)
-            output = self.schema.node_schemas[node["type"]]["output"]["$ref"]
-            if output.endswith("/ImageOutput"):
+                    self._emit("invocation_progress", event)
+            if seconds and node_id == output_node(graph):
+                time.sleep(seconds)
+            with self.lock:
+                if self.generation != generation or item.status != "in_progress":
+                    return  # restarted (the process died), or canceled: nothing more
+                made = self._make_image(item, node_id)
+            result = None
+            if made is not None:
                 event = invocation_event("invocation_progress", item.ids, node_id, node)
-                sio.emit("invocation_progress", event)  # "Saving image", as recorded
-            sio.emit(
+                self._emit("invocation_progress", event)  # "Saving image", as recorded
+                result = {**recording().payload("invocation_complete")["result"], **made}
+            self._emit(
                 "invocation_complete",
-                invocation_event("invocation_complete", item.ids, node_id, node),
+                invocation_event("invocation_complete", item.ids, node_id, node, result=result),
             )
         with self.lock:
-            self._advance(item, "completed")
+            if self.generation == generation and item.status == "in_progress":
+                self._advance(item, "completed")
+
+    def _emit(self, name: str, data: dict[str, Any]) -> None:
+        if self.sio is not None:
+            self.sio.emit(name, data)
 
     def _unknown_model(self, graph: dict[str, Any]) -> str | None:
         keys = {m["key"] for m in self.models}
@@ -413,63 +479,16 @@ class FakeInvokeAI:
                 return str(model.get("key"))
         return None
 
-    def _png(self, width: int, height: int, graph: dict[str, Any]) -> bytes:
-        if (width, height) == (1080, 1920):
+    def _png(self, width: int, height: int, graph: dict[str, Any], metadata: Any = None) -> bytes:
+        if (width, height) == (1080, 1920) and metadata is None:
             return self.captures.bytes("blank_full.png")  # what the server sent for this size
         info = PngImagePlugin.PngInfo()
+        if metadata is not None:  # a node's metadata, as the server writes it
+            info.add_text("invokeai_metadata", json.dumps(metadata))
         info.add_text("invokeai_graph", json.dumps(graph))
         buf = io.BytesIO()
         Image.new("RGB", (width, height), (30, 144, 255)).save(buf, "PNG", pnginfo=info)
         return buf.getvalue()
 
     def _item_body(self, item: FakeItem) -> dict[str, Any]:
-        template = {
-            "pending": "rec_queue_item_pending.json",
-            "in_progress": "queue_item_blank_first_poll.json",
-            "completed": "queue_item_blank_completed.json",
-            "failed": "queue_item_sdxl_missing_model_failed.json",
-            "canceled": "queue_item_after_cancel_in_progress.json",
-        }[item.status]
-        body = self.captures.body(template)
-        batch = item.batch
-        body.update(
-            item_id=item.item_id,
-            status=item.status,
-            batch_id=item.batch_id,
-            session_id=item.session_id,
-            origin=batch.get("origin"),
-            destination=batch.get("destination"),
-            field_values=[
-                {"node_path": d["node_path"], "field_name": d["field_name"], "value": d["items"][0]}
-                for group in batch.get("data") or []
-                for d in group
-            ],
-        )
-        for key in ("origin", "destination"):
-            if body[key] is None:
-                del body[key]  # this route leaves null fields out
-        session = body["session"]
-        session.update(id=item.session_id, graph=batch["graph"])
-        mapping = {node_id: [str(uuid.uuid4())] for node_id in batch["graph"]["nodes"]}
-        if item.status == "completed":
-            session["source_prepared_mapping"] = mapping
-            session["prepared_source_mapping"] = {v[0]: k for k, v in mapping.items()}
-            session["results"] = {
-                mapping[node_id][0]: {
-                    "image": {"image_name": name},
-                    "width": width,
-                    "height": height,
-                    "type": "image_output",
-                }
-                for node_id, (name, (width, height)) in item.outputs.items()
-            }
-        elif item.status == "failed":
-            error_type, message = item.error or ("Exception", "failed")
-            body.update(error_type=error_type, error_message=message)
-            body["error_traceback"] = body["error_traceback"].replace(
-                "00000000-0000-0000-0000-000000000000", message.rsplit(" ", 1)[-1]
-            )
-            session["source_prepared_mapping"] = mapping
-            session["results"] = {}
-        answer: dict[str, Any] = body
-        return answer
+        return item_body(self.captures, item)
