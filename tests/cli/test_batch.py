@@ -109,7 +109,9 @@ def test_bad_jobs_are_all_reported_and_nothing_is_made(in_tmp: Path) -> None:
         "error: jobs.yaml: job 2 (line 2): missing 'prompt'",
         "error: jobs.yaml: job 3 (line 3): 'width' must be a whole number of pixels, "
         "got 'wide' (str)",
-        "2 problems in jobs.yaml; nothing was generated",
+        "error: jobs.yaml: job 4 (line 5): unknown generator 'nope'; available: comfyui, "
+        "invokeai, mock",
+        "3 problems in jobs.yaml; nothing was generated",
     ]
     assert not (in_tmp / "jobs").exists()
 

@@ -144,10 +144,11 @@ def batch(
     from ..batch.jobs import default_output_dir
 
     with cli_errors(), contextlib.ExitStack() as stack:
-        jobs = _load(jobs_file)
+        jobs, problems = _load(jobs_file)
         registry = _registry(config)
         default = stack.enter_context(registry.get_generator(generator))
-        others, problems = _other_generators(registry, jobs, default, stack)
+        others, unknown = _other_generators(registry, jobs, default, stack)
+        problems += unknown
         shard_kn = parse_shard(shard) if shard else None
         out_dir = out if out is not None else default_output_dir(jobs_file)
         runner = BatchRunner(
@@ -160,7 +161,7 @@ def batch(
             retries=retries,
             outage_tolerance=outage_tolerance,
         )
-        bad = {p.index for p in problems}  # jobs with an unknown generator: nothing to check
+        bad = {p.index for p in unknown}  # jobs with an unknown generator: nothing to check
         problems += runner.check(j for j in jobs if j.index not in bad)
         if problems:
             _report_problems(problems, jobs_file)
@@ -189,17 +190,21 @@ def _registry(config: Path | None) -> GeneratorRegistry:
     return open_registry(config)
 
 
-def _load(path: Path) -> list[Job]:
+def _load(path: Path) -> tuple[list[Job], list[JobProblem]]:
+    """The jobs of the file that have no problem, and the problems: reported together with
+    those found next (unknown generators, sizes refused), unless no job could be read."""
     from ..batch import JobsFileError, load_jobs
 
     try:
         jobs = load_jobs(path)
     except JobsFileError as exc:
-        _report_problems(exc.problems, path)
+        if not exc.jobs:
+            _report_problems(exc.problems, path)
+        return exc.jobs, exc.problems
     if not jobs:
         echo_err(f"error: {path}: no jobs")
         raise typer.Exit(EXIT_USAGE)
-    return jobs
+    return jobs, []
 
 
 def _other_generators(
@@ -226,6 +231,9 @@ def _other_generators(
 
 
 def _report_problems(problems: Sequence[JobProblem], path: Path) -> NoReturn:
+    from ..batch.problems import in_file_order
+
+    problems = in_file_order(problems)
     shown = 20  # enough to see the pattern; the count says how many there are
     for problem in problems[:shown]:
         echo_err(f"error: {problem}")
