@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from . import _pipeline
 from ._async_api import AsyncAPI
+from .arguments import check_arguments
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import GeneratorError, InvalidRequestError
 from .images import prepare_image_options
@@ -145,6 +146,11 @@ class BaseImageGenerator(AsyncAPI, ABC):
     max_retries: ClassVar[int] = 3
     #: The first retry's wait (seconds); it doubles per retry, with jitter.
     retry_base_delay: ClassVar[float] = 0.5
+    #: The options ``submit`` knows besides the core's own (timeout, images, LoRAs): others
+    #: are ignored with an :class:`UnknownOptionWarning` naming them. ``None``: not declared,
+    #: nothing is checked. A generator whose options depend on its settings (template
+    #: fields) sets it in ``__init__``.
+    known_options: frozenset[str] | None = None
 
     def __init__(
         self,
@@ -279,8 +285,11 @@ class BaseImageGenerator(AsyncAPI, ABC):
         ``seed=-1`` asks for a random seed, which is resolved here and recorded.
         ``on_progress`` receives :class:`~degrees37_imagegen.Progress` reports (a callback
         that raises is logged once and ignored). ``options`` are the generator's own
-        keyword arguments (steps, model, template fields...). Raises on refusal.
+        keyword arguments (steps, model, template fields...). Raises on refusal, and before
+        anything is sent :class:`InvalidRequestError` for an argument of the wrong type
+        (:class:`TypeError` for an ``on_progress`` that cannot be called).
         """
+        check_arguments(self, prompt, negative_prompt, width, height, seed, on_progress, options)
         if self._legacy:
             return _pipeline.submit_legacy(
                 self, prompt, negative_prompt, width, height, seed, on_progress, options

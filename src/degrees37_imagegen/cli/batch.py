@@ -139,6 +139,9 @@ def batch(
 
     Exit codes: 0 all done, 1 some job failed, 2 bad input (nothing made), 130 interrupted.
     """
+    import warnings
+
+    from ..arguments import UnknownOptionWarning
     from ..batch import BatchRunner, parse_shard
     from ..batch import shard as take_shard
     from ..batch.jobs import default_output_dir
@@ -166,6 +169,9 @@ def batch(
         if problems:
             _report_problems(problems, jobs_file)
         selected = take_shard(jobs, *shard_kn) if shard_kn else jobs
+        _warn_unknown_options(runner, selected)
+        stack.enter_context(warnings.catch_warnings())  # said once above, not once a job
+        warnings.filterwarnings("ignore", category=UnknownOptionWarning)
         if dry_run:
             _dry_run(runner, selected, as_json)
             return
@@ -242,6 +248,26 @@ def _report_problems(problems: Sequence[JobProblem], path: Path) -> NoReturn:
     count = len(problems)
     echo_err(f"{count} problem{'s' if count != 1 else ''} in {path}; nothing was generated")
     raise typer.Exit(EXIT_USAGE)
+
+
+def _warn_unknown_options(runner: BatchRunner, jobs: Sequence[Job]) -> None:
+    """One ``warning:`` line per option a generator does not know, naming the first job
+    that has it (and how many more do)."""
+    from ..arguments import unknown_options
+
+    found: dict[tuple[str, str], list[Job]] = {}
+    for job in jobs:
+        gen = runner.generator_for(job)
+        for key in unknown_options(gen, job.extra):
+            found.setdefault((gen.name, key), []).append(job)
+    for (name, key), having in found.items():
+        first = having[0]
+        where = f"{first.source}: " if first.source else ""
+        more = f" (and {len(having) - 1} more job(s))" if len(having) > 1 else ""
+        echo_err(
+            f"warning: {where}{first.where}: generator {name!r} does not know option "
+            f"{key!r}; it is ignored{more}"
+        )
 
 
 # -- running -----------------------------------------------------------------------------
