@@ -353,3 +353,16 @@ def test_an_output_folder_that_cannot_be_made(in_tmp: Path) -> None:
     code, _, err = invoke("batch", str(path), "--out", "taken")
     assert code == 2
     assert err.startswith("error: cannot create the output folder taken: ")
+
+
+def test_an_unknown_job_key_is_one_warning_before_the_run(in_tmp: Path) -> None:
+    path = jobs_file(in_tmp, 3, stpes=30)
+    code, _, err = invoke("batch", str(path))
+    assert code == 0, err
+    lines = err.splitlines()
+    assert lines[0] == (
+        f"warning: {path}: job 1 (line 6): generator 'mock' does not know option 'stpes'; "
+        "it is ignored (and 2 more job(s))"
+    )
+    assert sum("stpes" in line for line in lines) == 1
+    assert len(pngs(in_tmp / "book")) == 3
