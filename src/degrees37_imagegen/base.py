@@ -285,9 +285,7 @@ class BaseImageGenerator(AsyncAPI, ABC):
         ``seed=-1`` asks for a random seed, which is resolved here and recorded.
         ``on_progress`` receives :class:`~degrees37_imagegen.Progress` reports (a callback
         that raises is logged once and ignored). ``options`` are the generator's own
-        keyword arguments (steps, model, template fields...). Raises on refusal, and before
-        anything is sent :class:`InvalidRequestError` for an argument of the wrong type
-        (:class:`TypeError` for an ``on_progress`` that cannot be called).
+        keyword arguments (steps, model, template fields...). Raises on refusal.
         """
         check_arguments(self, prompt, negative_prompt, width, height, seed, on_progress, options)
         if self._legacy:
@@ -346,7 +344,10 @@ class BaseImageGenerator(AsyncAPI, ABC):
         :class:`~degrees37_imagegen.Progress` reports. A job that is not done within
         ``timeout=`` seconds (default :meth:`job_timeout`) is canceled and
         :class:`GeneratorTimeoutError` raised. Failures raise a
-        :class:`~degrees37_imagegen.GeneratorError` subclass.
+        :class:`~degrees37_imagegen.GeneratorError` subclass; an argument of the wrong type
+        is an :class:`InvalidRequestError` (``on_progress`` not callable: :class:`TypeError`)
+        and an option the generator does not know an
+        :class:`~degrees37_imagegen.UnknownOptionWarning`, before anything is sent.
         """
         timeout = kwargs.pop("timeout", None)
         if timeout is not None and (
