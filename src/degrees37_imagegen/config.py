@@ -17,6 +17,7 @@ built-in default (only ``mock``) applies.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -208,12 +209,13 @@ def expand_env(
     return _VAR.sub(replace, text)
 
 
+@functools.lru_cache(maxsize=1024)  # the same few values (0, true...) come back often
 def _typed(text: str) -> Any:
     """The value ``text`` would have as a plain YAML scalar (``2`` is 2, ``true`` is True)."""
     if text == "":
         return ""
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=SafeLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError:
         return text
     return value if isinstance(value, (int, float, bool)) else text

@@ -46,7 +46,7 @@ def load_yaml(text: str, loader: type[SafeLoader] = SafeLoader) -> tuple[Any, An
         node = reader.get_single_node()
         if node is None:
             return None, None
-        if _ALIAS.search(text):
+        if "*" in text and _ALIAS.search(text):
             check_aliases(node)
         return reader.construct_document(node), node
     finally:
