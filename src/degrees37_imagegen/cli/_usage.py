@@ -111,6 +111,7 @@ class OneLineGroup(TyperGroup):
         except typer.Abort:
             echo_err("interrupted")
             sys.exit(EXIT_INTERRUPTED)
+        # Our commands return None: an int here is the code of a typer.Exit they raised.
         sys.exit(code if isinstance(code, int) else 0)
 
 
