@@ -46,9 +46,10 @@ def _value_problem(exc: Any) -> str:
     value, so the common cases are said again with it."""
     message = str(getattr(exc, "message", exc))
     errors = getattr(exc.__cause__, "errors", None)
-    if not callable(errors):
+    found = errors() if callable(errors) else None
+    if not found:
         return _lower_first(message.strip().rstrip("."))
-    first = errors()[0]
+    first = found[0]
     value, kind, limits = first.get("input"), first.get("type"), first.get("ctx") or {}
     said = {
         "int_parsing": f"{value!r} is not a whole number",
