@@ -362,7 +362,7 @@ def _check_job(
             problem(f"key {key!r} is reserved")
         else:
             extra[key] = value
-    if IMAGE_OPTIONS & set(extra):  # init_image: and images: are relative to the jobs file
+    if not IMAGE_OPTIONS.isdisjoint(extra):  # init_image: and images: are relative to the jobs file
         base = Path(source).parent if source else Path()
         try:
             extra = resolve_image_paths(extra, base)
