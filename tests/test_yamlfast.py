@@ -59,3 +59,24 @@ def test_text_without_aliases_is_not_walked(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(yamlfast, "check_aliases", fail)
     assert load_yaml("prompt: 'a*bold*move'\nx: 2*3\n")[0] == {"prompt": "a*bold*move", "x": "2*3"}
+
+
+def test_the_collector_is_paused_while_reading_and_resumed_after() -> None:
+    import gc
+
+    from degrees37_imagegen.yamlfast import paused_gc
+
+    assert gc.isenabled()
+    with paused_gc():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(yaml.YAMLError):
+        load_yaml("a: [1, 2\n")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()  # it stays as the caller had it
+    finally:
+        gc.enable()

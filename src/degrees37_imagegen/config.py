@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .yamlfast import SafeLoader, load_yaml
+from .yamlfast import SafeLoader, load_yaml, paused_gc
 
 __all__ = [
     "CONFIG_ENV",
@@ -130,13 +130,17 @@ _Loader.add_constructor("tag:yaml.org,2002:str", _construct_str)
 
 
 class _KeyLines(Mapping[str, int]):
-    """The line of each key path (``generators.mock.delay``), looked up in the YAML nodes
-    when an error names one (not worked out for every key of a big file)."""
+    """The line of each key path (``generators.mock.delay``), looked up in the YAML text
+    when an error names one: parsed again then (once), rather than kept for every key of a
+    big file."""
 
-    def __init__(self, root: yaml.Node | None) -> None:
-        self._root = root
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._root: yaml.Node | None = None
 
     def __getitem__(self, keypath: str) -> int:
+        if self._root is None:
+            self._root = yaml.compose(self._text, Loader=SafeLoader)
         node = self._root
         line = None
         for part in keypath.split("."):
@@ -268,7 +272,7 @@ def parse_config(
     """Parse and check configuration ``text`` (from ``path``, used in error messages)."""
     file = Path(path) if path is not None else None
     try:
-        raw, root = load_yaml(text, _Loader)
+        raw, _ = load_yaml(text, _Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -285,8 +289,9 @@ def parse_config(
             path=file,
         )
     env = os.environ if environ is None else environ
-    data = _expand_tree(raw, (), file, env)
-    cfg = GeneratorsConfig(path=file, origin=origin, lines=_KeyLines(root))
+    with paused_gc():
+        data = _expand_tree(raw, (), file, env)
+    cfg = GeneratorsConfig(path=file, origin=origin, lines=_KeyLines(text))
     for key in data:
         if key not in _TOP_LEVEL_KEYS:
             warnings.warn(

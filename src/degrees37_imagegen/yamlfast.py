@@ -11,12 +11,15 @@ YAML error.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
 
-__all__ = ["MAX_EXPANDED_NODES", "SafeLoader", "check_aliases", "load_yaml"]
+__all__ = ["MAX_EXPANDED_NODES", "SafeLoader", "check_aliases", "load_yaml", "paused_gc"]
 
 try:  # libyaml's parser (C, about ten times faster) when PyYAML was built with it
     from yaml import CSafeLoader as SafeLoader
@@ -34,6 +37,24 @@ _MAX_RATIO = 10
 _ALIAS = re.compile(r"(?:^|[\s\[{,])\*[^\s,\[\]{}]", re.MULTILINE)
 
 
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a big document's objects are made.
+
+    Reading a file makes a million small objects and no cycles (an alias inside itself is
+    refused), yet each of them counts towards a collection that walks every live object:
+    paused, a 20 MB file reads in about half the time. Reference counting still frees
+    everything; the collector resumes (if it ran before) when the block ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load_yaml(text: str, loader: type[SafeLoader] = SafeLoader) -> tuple[Any, Any]:
     """``(data, node)`` of the one YAML document in ``text`` (``(None, None)`` if empty).
 
@@ -43,12 +64,13 @@ def load_yaml(text: str, loader: type[SafeLoader] = SafeLoader) -> tuple[Any, An
     """
     reader = loader(text)
     try:
-        node = reader.get_single_node()
-        if node is None:
-            return None, None
-        if "*" in text and _ALIAS.search(text):
-            check_aliases(node)
-        return reader.construct_document(node), node
+        with paused_gc():
+            node = reader.get_single_node()
+            if node is None:
+                return None, None
+            if "*" in text and _ALIAS.search(text):
+                check_aliases(node)
+            return reader.construct_document(node), node
     finally:
         reader.dispose()
 

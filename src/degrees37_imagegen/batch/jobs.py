@@ -23,6 +23,7 @@ from ..base import MAX_SEED
 from ..errors import InvalidRequestError
 from ..files import slugify
 from ..images import IMAGE_OPTIONS, resolve_image_paths
+from ..yamlfast import paused_gc
 from .formats import UNREADABLE, read_csv, read_json, read_jsonl, read_yaml
 from .problems import JobProblem, JobsFileError
 
@@ -206,17 +207,18 @@ def parse_jobs_text(
     CSV an unreadable line is one of them, and the other lines are still checked.
     """
     found: list[JobProblem] = []
-    if fmt == "jsonl":
-        data, lines, found = read_jsonl(text, source)
-    elif fmt == "csv":
-        data, lines, found = read_csv(text, source)
-    elif fmt == "json":
-        data, lines = read_json(text, source)
-    elif fmt == "yaml":
-        data, lines = read_yaml(text, source)
-    else:
-        raise ValueError(f"unknown jobs format {fmt!r}")
-    return _parse(data, source, defaults, lines, found)
+    with paused_gc():  # many small objects, no cycles: see paused_gc
+        if fmt == "jsonl":
+            data, lines, found = read_jsonl(text, source)
+        elif fmt == "csv":
+            data, lines, found = read_csv(text, source)
+        elif fmt == "json":
+            data, lines = read_json(text, source)
+        elif fmt == "yaml":
+            data, lines = read_yaml(text, source)
+        else:
+            raise ValueError(f"unknown jobs format {fmt!r}")
+        return _parse(data, source, defaults, lines, found)
 
 
 def parse_jobs(
