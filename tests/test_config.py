@@ -56,6 +56,14 @@ class TestExpandEnv:
         with pytest.raises(ConfigError, match="bad variable reference"):
             expand_env("${1BAD}", {})
 
+    @pytest.mark.parametrize("text", ["${FOO", "http://${HOST:-h", "a ${A} b ${"])
+    def test_unclosed_reference_is_an_error(self, text: str) -> None:
+        with pytest.raises(ConfigError) as info:
+            expand_env(text, {"A": "1"}, key="generators.x.url", path=Path("c.yaml"), line=2)
+        assert str(info.value) == (
+            "c.yaml:2: generators.x.url: '${' without a closing '}' (write $${ for a literal ${)"
+        )
+
 
 class TestParseConfig:
     def test_whole_value_takes_its_yaml_type(self) -> None:
@@ -95,6 +103,60 @@ class TestParseConfig:
             f"{path}:3: generators.invokeai.token: environment variable INVOKE_TOKEN is not set"
             " (give a default with ${INVOKE_TOKEN:-value})"
         )
+
+    def test_unclosed_reference_names_file_line_and_key(self, tmp_path: Path) -> None:
+        path = tmp_path / "g.yaml"
+        path.write_text("generators:\n  mock:\n    label: ok\n    x: ${FOO\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(path, environ={"FOO": "set"})
+        assert str(info.value) == (
+            f"{path}:4: generators.mock.x: '${{' without a closing '}}' "
+            "(write $${ for a literal ${)"
+        )
+
+    def test_quoted_and_plain_whole_references(self) -> None:
+        text = "generators:\n  m:\n    a: ${N}\n    b: '${N}'\n    c:\n    - ${N}\n    - x${N}\n"
+        cfg = parse_config(text, environ={"N": "2"})
+        assert cfg.generators["m"] == {"a": 2, "b": "2", "c": [2, "x2"]}
+
+    def test_errors_name_the_line_of_their_key(self) -> None:
+        text = "default_generator: 5\ngenerators:\n  mock:\n    delay: 1\n"
+        with pytest.raises(ConfigError, match=r"^x.yaml:1: default_generator: must be"):
+            parse_config(text, "x.yaml")
+        cfg = parse_config(text.replace("5", "mock"), "x.yaml")
+        assert cfg.lines.get("generators.mock.delay") == 4
+        assert cfg.lines.get("generators.none") is None
+        assert str(cfg.error("must be 0 or more", "generators.mock.delay")) == (
+            "x.yaml:4: generators.mock.delay: must be 0 or more"
+        )
+
+    def test_an_alias_bomb_is_refused_at_once(self, tmp_path: Path) -> None:
+        lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+        for prev, name in zip("abcdefgh", "bcdefghi"):
+            lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+        path = tmp_path / "g.yaml"
+        path.write_text("\n".join(lines) + "\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert str(info.value) == (
+            f"{path}:7: invalid YAML: aliases expand this to more than 1,000,000 values: "
+            "refused as an alias bomb ('billion laughs')"
+        )
+
+    def test_an_alias_inside_itself_is_refused(self) -> None:
+        with pytest.raises(
+            ConfigError, match=r"^x.yaml:2: invalid YAML: an alias refers to a node"
+        ):
+            parse_config("generators:\n  mock: &m {label: *m}\n", "x.yaml")
+
+    def test_shared_settings_through_aliases_are_fine(self) -> None:
+        text = (
+            "common: &c {delay: 0, label: SHARED}\n"
+            "generators:\n  one: {<<: *c, class: mock}\n  two:\n    <<: *c\n    class: mock\n"
+        )
+        with pytest.warns(UserWarning, match="unknown top-level key 'common'"):
+            cfg = parse_config(text)
+        assert cfg.generators["two"] == {"delay": 0, "label": "SHARED", "class": "mock"}
 
     def test_invalid_yaml_names_file_and_line(self, tmp_path: Path) -> None:
         path = tmp_path / "g.yaml"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .aio import AsyncImageJob
+    from .arguments import UnknownOptionWarning
     from .base import (
         COMMON_SETTINGS,
         MAX_SEED,
@@ -133,6 +134,7 @@ _LAZY: dict[str, str] = {
     "ProgressCallback": "progress",
     "RETRYABLE_ERRORS": "errors",
     "UnknownSettingWarning": "base",
+    "UnknownOptionWarning": "arguments",
     "add_png_text": "files",
     "atomic_path": "files",
     "expand_env": "config",
@@ -214,6 +216,7 @@ __all__ = [
     "PluginWarning",
     "Progress",
     "ProgressCallback",
+    "UnknownOptionWarning",
     "UnknownSettingWarning",
     "__version__",
     "add_png_text",

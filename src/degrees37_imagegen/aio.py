@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _pipeline
 from ._awrite import awrite_image
+from .arguments import check_arguments
 from .clock import Clock, SystemClock
 from .errors import (
     RETRYABLE_ERRORS,
@@ -402,6 +403,7 @@ async def asubmit(
             gen.submit, prompt, negative_prompt, width, height, seed, **kwargs
         )
         return AsyncImageJob(job)
+    check_arguments(gen, prompt, negative_prompt, width, height, seed, on_progress, options)
     request = _pipeline.new_request(gen, prompt, negative_prompt, width, height, seed, options)
     _pipeline.announce(gen, request, on_sending)
     try:

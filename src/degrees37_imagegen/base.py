@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from . import _pipeline
 from ._async_api import AsyncAPI
+from .arguments import check_arguments
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import ConfigError, GeneratorError, InvalidRequestError
 from .job import ImageData, ImageJob, JobRef, JobUpdate
@@ -146,6 +147,11 @@ class BaseImageGenerator(AsyncAPI, ABC):
     max_retries: ClassVar[int] = 3
     #: The first retry's wait (seconds); it doubles per retry, with jitter.
     retry_base_delay: ClassVar[float] = 0.5
+    #: The options ``submit`` knows besides the core's own (timeout, images, LoRAs): others
+    #: are ignored with an :class:`UnknownOptionWarning` naming them. ``None``: not declared,
+    #: nothing is checked. A generator whose options depend on its settings (template
+    #: fields) sets it in ``__init__``.
+    known_options: frozenset[str] | None = None
 
     def __init__(
         self,
@@ -308,6 +314,7 @@ class BaseImageGenerator(AsyncAPI, ABC):
         ``options`` are the generator's own keyword arguments (steps, model, template
         fields...). Raises on refusal.
         """
+        check_arguments(self, prompt, negative_prompt, width, height, seed, on_progress, options)
         if self._legacy:
             return _pipeline.submit_legacy(
                 self, prompt, negative_prompt, width, height, seed, on_progress, options
@@ -356,7 +363,10 @@ class BaseImageGenerator(AsyncAPI, ABC):
         :class:`~degrees37_imagegen.Progress` reports. A job that is not done within
         ``timeout=`` seconds (default :meth:`job_timeout`) is canceled and
         :class:`GeneratorTimeoutError` raised. Failures raise a
-        :class:`~degrees37_imagegen.GeneratorError` subclass.
+        :class:`~degrees37_imagegen.GeneratorError` subclass; an argument of the wrong type
+        is an :class:`InvalidRequestError` (``on_progress`` not callable: :class:`TypeError`)
+        and an option the generator does not know an
+        :class:`~degrees37_imagegen.UnknownOptionWarning`, before anything is sent.
         """
         timeout = kwargs.pop("timeout", None)
         if timeout is not None and (

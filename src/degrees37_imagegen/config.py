@@ -17,11 +17,12 @@ built-in default (only ``mock``) applies.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .yamlfast import SafeLoader, load_yaml, paused_gc
 
 __all__ = [
     "CONFIG_ENV",
@@ -49,7 +51,7 @@ CONFIG_ENV = "IMAGEGEN_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config") / "generators.yaml"
 
 _TOP_LEVEL_KEYS = {"generators", "default_generator"}
-_VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -84,7 +86,7 @@ class GeneratorsConfig:
     default_generator: str | None = None
     path: Path | None = None
     origin: str = "built-in default"
-    lines: dict[str, int] = field(default_factory=dict)
+    lines: Mapping[str, int] = field(default_factory=dict)
     searched: list[ConfigPlace] = field(default_factory=list)
 
     def error(self, problem: str, key: str | None = None) -> ConfigError:
@@ -102,24 +104,63 @@ def builtin_config() -> GeneratorsConfig:
 
 
 class _Str(str):
-    """A string from the YAML file that remembers its line and whether it was unquoted."""
+    """A string from the YAML file with a ``${`` in it, which remembers its line and
+    whether it was unquoted (a whole ``${VAR}`` unquoted takes the type of its value)."""
 
     line: int
     plain: bool
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that records lines of keys and strings (no arbitrary objects, ever)."""
+class _Loader(SafeLoader):
+    """The safe loader (libyaml's when there is one) marking the strings to expand (no
+    arbitrary objects, ever)."""
 
 
-def _construct_str(loader: _Loader, node: yaml.ScalarNode) -> _Str:
-    value = _Str(loader.construct_scalar(node))
+def _construct_str(loader: _Loader, node: yaml.ScalarNode) -> str:
+    text = str(loader.construct_scalar(node))
+    if "${" not in text:
+        return text
+    value = _Str(text)
     value.line = node.start_mark.line + 1
-    value.plain = node.style is None
+    value.plain = not node.style  # None (pure Python parser) or "" (libyaml) when plain
     return value
 
 
 _Loader.add_constructor("tag:yaml.org,2002:str", _construct_str)
+
+
+class _KeyLines(Mapping[str, int]):
+    """The line of each key path (``generators.mock.delay``), looked up in the YAML text
+    when an error names one: parsed again then (once), rather than kept for every key of a
+    big file."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._root: yaml.Node | None = None
+
+    def __getitem__(self, keypath: str) -> int:
+        if self._root is None:
+            self._root = yaml.compose(self._text, Loader=SafeLoader)
+        node = self._root
+        line = None
+        for part in keypath.split("."):
+            if not isinstance(node, yaml.MappingNode):
+                raise KeyError(keypath)
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and str(key.value) == part:
+                    node, line = value, key.start_mark.line + 1
+                    break
+            else:
+                raise KeyError(keypath)
+        if line is None:
+            raise KeyError(keypath)
+        return line
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
 
 
 def expand_env(
@@ -133,7 +174,8 @@ def expand_env(
     """Expand ``${VAR}`` and ``${VAR:-default}`` in ``text``; ``$${`` gives a literal ``${``.
 
     As in the shell, ``:-`` uses the default when the variable is unset *or empty*. An unset
-    variable without a default raises :class:`ConfigError` naming it (and ``key``/``path``).
+    variable without a default, a ``${`` without its ``}`` and a reference that is not a
+    variable name raise :class:`ConfigError` naming it (and ``key``/``path``/``line``).
     """
     env = os.environ if environ is None else environ
 
@@ -141,6 +183,13 @@ def expand_env(
         if match.group(0) == "$${":
             return "${"
         inner = match.group(1)
+        if inner is None:
+            raise ConfigError(
+                "'${' without a closing '}' (write $${ for a literal ${)",
+                path=path,
+                key=key,
+                line=line,
+            )
         name, sep, default = inner.partition(":-")
         if not _NAME.match(name):
             raise ConfigError(
@@ -164,38 +213,53 @@ def expand_env(
     return _VAR.sub(replace, text)
 
 
+@functools.lru_cache(maxsize=1024)  # the same few values (0, true...) come back often
 def _typed(text: str) -> Any:
     """The value ``text`` would have as a plain YAML scalar (``2`` is 2, ``true`` is True)."""
     if text == "":
         return ""
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=SafeLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError:
         return text
     return value if isinstance(value, (int, float, bool)) else text
 
 
 def _expand_tree(
-    value: Any, keypath: str, path: Path | None, lines: dict[str, int], env: Mapping[str, str]
+    value: Any, keypath: tuple[Any, ...], path: Path | None, env: Mapping[str, str]
 ) -> Any:
+    """``value`` with every ``${...}`` expanded, in place (only strings with one change)."""
     if isinstance(value, dict):
-        out: dict[str, Any] = {}
+        if any(isinstance(k, _Str) for k in value):  # keys are kept as written
+            value = {str(k) if isinstance(k, _Str) else k: v for k, v in value.items()}
         for k, v in value.items():
-            child = f"{keypath}.{k}" if keypath else str(k)
-            if isinstance(k, _Str):
-                lines[child] = k.line
-            out[str(k) if isinstance(k, str) else k] = _expand_tree(v, child, path, lines, env)
-        return out
+            if isinstance(v, (dict, list, _Str)):
+                value[k] = _expand_tree(v, (*keypath, k), path, env)
+        return value
     if isinstance(value, list):
-        return [_expand_tree(v, f"{keypath}[{i}]", path, lines, env) for i, v in enumerate(value)]
-    if isinstance(value, str):
-        line = getattr(value, "line", None)
-        expanded = expand_env(value, env, key=keypath, path=path, line=line)
+        for i, v in enumerate(value):
+            if isinstance(v, (dict, list, _Str)):
+                value[i] = _expand_tree(v, (*keypath, i), path, env)
+        return value
+    if isinstance(value, _Str):
+        key = _keypath(keypath)
+        expanded = expand_env(value, env, key=key, path=path, line=value.line)
         whole = _VAR.fullmatch(value.strip()) is not None and not value.startswith("$${")
-        if whole and getattr(value, "plain", False):
+        if whole and value.plain:
             return _typed(expanded)
         return str(expanded)
     return value
+
+
+def _keypath(parts: tuple[Any, ...]) -> str:
+    """``generators.mock.delay``, ``generators.x.list[2]``."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
 
 
 def parse_config(
@@ -208,7 +272,7 @@ def parse_config(
     """Parse and check configuration ``text`` (from ``path``, used in error messages)."""
     file = Path(path) if path is not None else None
     try:
-        raw = yaml.load(text, Loader=_Loader)  # noqa: S506 (_Loader is a SafeLoader)
+        raw, _ = load_yaml(text, _Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -224,10 +288,10 @@ def parse_config(
             "the file must be a mapping with 'generators:' and 'default_generator:'",
             path=file,
         )
-    lines: dict[str, int] = {}
     env = os.environ if environ is None else environ
-    data = _expand_tree(raw, "", file, lines, env)
-    cfg = GeneratorsConfig(path=file, origin=origin, lines=lines)
+    with paused_gc():
+        data = _expand_tree(raw, (), file, env)
+    cfg = GeneratorsConfig(path=file, origin=origin, lines=_KeyLines(text))
     for key in data:
         if key not in _TOP_LEVEL_KEYS:
             warnings.warn(

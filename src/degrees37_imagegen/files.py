@@ -35,6 +35,7 @@ __all__ = [
 #: server's own (ComfyUI writes ``prompt`` and ``workflow``; InvokeAI ``invokeai_metadata``).
 METADATA_PREFIX = "imagegen:"
 
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The 12 bytes every PNG ends with: a zero-length IEND chunk and its CRC.
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -42,7 +43,7 @@ _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 def slugify(text: str, max_length: int = 48) -> str:
     """A short, file-name-safe ``text``: ``"A cat, at night!"`` is ``a-cat-at-night``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    slug = _NOT_SLUG.sub("-", text.lower()).strip("-")
     return slug[:max_length].rstrip("-") or "image"
 
 

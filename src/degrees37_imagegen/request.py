@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .arguments import check_request_types
 from .errors import InvalidRequestError
 
 __all__ = ["ImageRequest"]
@@ -37,11 +38,12 @@ class ImageRequest:
     key: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.prompt, str):
-            raise InvalidRequestError(f"prompt must be text, got {type(self.prompt).__name__}")
-        if not isinstance(self.negative_prompt, str):
+        """Raise :class:`InvalidRequestError` naming a field of the wrong type (text for the
+        prompts, whole numbers for the size and seed, a mapping of options)."""
+        check_request_types(self.prompt, self.negative_prompt, self.width, self.height, self.seed)
+        if not isinstance(self.options, Mapping):
             raise InvalidRequestError(
-                f"negative_prompt must be text, got {type(self.negative_prompt).__name__}"
+                f"options must be a mapping, got {type(self.options).__name__}"
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -204,10 +204,10 @@ def test_every_problem_is_reported_at_once_with_job_and_line(tmp_path: Path) -> 
         f"{path}: job 4 (line 7): 'name' must be a file name without extension or folder "
         "(letters, digits, '.', '_', '-'; starting with a letter or digit), "
         "got '../escape' (str)",
+        f"{path}: job 5 (line 10): output name 'Scene' is already used by job 1 (line 1)",
         f"{path}: job 6 (line 12): key 'on_progress' is reserved",
         f"{path}: job 6 (line 12): key 'bad key' (str) is not a valid parameter name",
         f"{path}: job 7 (line 15): must be a mapping with a 'prompt' (or a prompt string), got int",
-        f"{path}: job 5 (line 10): output name 'Scene' is already used by job 1 (line 1)",
     ]
 
 
@@ -251,9 +251,9 @@ def test_whole_file_problems(tmp_path: Path) -> None:
         f"{tmp_path / 'missing.yaml'}: jobs file not found"
     ]
     bad_yaml = write(tmp_path, "bad.yaml", "- a\n- b: c: d\n")
-    assert problems(bad_yaml) == [
-        f"{bad_yaml}:2: invalid YAML: mapping values are not allowed here"
-    ]
+    # libyaml ends the message "in this context", PyYAML's own parser "here".
+    (bad_yaml_problem,) = problems(bad_yaml)
+    assert bad_yaml_problem.startswith(f"{bad_yaml}:2: invalid YAML: mapping values are not")
     bad_json = write(tmp_path, "bad.json", '[{"prompt": "x"},\n {"prompt": }]\n')
     assert problems(bad_json)[0].startswith(f"{bad_json}:2: invalid JSON:")
     bad_jsonl = write(tmp_path, "bad.jsonl", '{"prompt": "x"}\n{oops}\n{"prompt": "y"}\nnope\n')
@@ -275,6 +275,107 @@ def test_whole_file_problems(tmp_path: Path) -> None:
         f"{csv_file}:1: column 'prompt' appears twice",
         f"{csv_file}:2: 4 cells but only 3 columns",
     ]
+
+
+def test_a_csv_quote_never_closed_is_an_error_not_one_long_prompt(tmp_path: Path) -> None:
+    path = write(tmp_path, "jobs.csv", 'prompt,seed\n"unclosed,1\nb,2\n')
+    assert problems(path) == [
+        f"{path}:2: invalid CSV: a quoted cell starts on this line and its closing quote "
+        "never comes"
+    ]
+    header = write(tmp_path, "header.csv", '"prompt,seed\na,1\n')
+    assert problems(header) == [
+        f"{header}:1: invalid CSV: a quoted cell starts on this line and its closing quote "
+        "never comes"
+    ]
+
+
+def test_csv_rows_after_a_bad_row_are_still_checked(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "jobs.csv",
+        """
+        prompt,seed
+        ok,1
+        "ab"c,2
+        fine,x
+        "two
+        lines",3
+        last,"never closed
+        """,
+    )
+    with pytest.raises(JobsFileError) as info:
+        load_jobs(path)
+    assert [str(p) for p in info.value.problems] == [
+        f'{path}:3: invalid CSV: text after the closing quote of a cell (a quote inside is "")',
+        f"{path}: job 3 (line 4): 'seed' must be a whole number (-1 for random), got 'x' (str)",
+        f"{path}:7: invalid CSV: a quoted cell starts on this line and its closing quote "
+        "never comes",
+    ]
+    # The jobs without a problem keep their index (a bad row still counts as a job).
+    assert [(j.index, j.prompt) for j in info.value.jobs] == [(1, "ok"), (4, "two\nlines")]
+
+
+def test_json_lines_problems_of_every_kind_in_file_order(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "jobs.jsonl",
+        """
+        {"prompt": "a", "width": "w"}
+        {oops}
+
+        {"prompt": ""}
+        {"prompt": "fine"}
+        """,
+    )
+    assert problems(path) == [
+        f"{path}: job 1 (line 1): 'width' must be a whole number of pixels, got 'w' (str)",
+        f"{path}:2: invalid JSON: Expecting property name enclosed in double quotes",
+        f"{path}: job 3 (line 4): 'prompt' is empty",
+    ]
+
+
+def test_json_problems_name_each_jobs_line(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.json"
+    data = {"defaults": {"width": 64}, "jobs": [{"prompt": "a"}, {"prompt": "b", "seed": "x"}, 3]}
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    assert problems(path) == [
+        f"{path}: job 2 (line 9): 'seed' must be a whole number (-1 for random), got 'x' (str)",
+        f"{path}: job 3 (line 13): must be a mapping with a 'prompt' (or a prompt string), got int",
+    ]
+    flat = tmp_path / "flat.json"
+    flat.write_text('["a", {"prompt": "b",\n "seed": 1.5}, "c",\n\n "d"]', encoding="utf-8")
+    assert problems(flat) == [
+        f"{flat}: job 2 (line 1): 'seed' must be a whole number (-1 for random), got 1.5 (float)"
+    ]
+    flat.write_text('["a", {"prompt": "b",\n "seed": 1}, "c",\n\n "d"]', encoding="utf-8")
+    assert [j.line for j in load_jobs(flat)] == [1, 1, 2, 4]
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    lines = ['- &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"- &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    path = write(tmp_path, "bomb.yaml", "\n".join(lines) + "\n")
+    assert problems(path) == [
+        f"{path}:7: invalid YAML: aliases expand this to more than 1,000,000 values: refused "
+        "as an alias bomb ('billion laughs')"
+    ]
+
+
+def test_yaml_anchors_for_shared_keys_still_work(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "jobs.yaml",
+        """
+        - &base {prompt: one, width: 64, height: 64}
+        - {<<: *base, prompt: two}
+        - *base
+        """,
+    )
+    jobs = load_jobs(path)
+    assert [(j.prompt, j.width) for j in jobs] == [("one", 64), ("two", 64), ("one", 64)]
+    assert [j.line for j in jobs[:2]] == [1, 2]
 
 
 def test_empty_files_give_no_jobs(tmp_path: Path) -> None:

@@ -109,7 +109,9 @@ def test_bad_jobs_are_all_reported_and_nothing_is_made(in_tmp: Path) -> None:
         "error: jobs.yaml: job 2 (line 2): missing 'prompt'",
         "error: jobs.yaml: job 3 (line 3): 'width' must be a whole number of pixels, "
         "got 'wide' (str)",
-        "2 problems in jobs.yaml; nothing was generated",
+        "error: jobs.yaml: job 4 (line 5): unknown generator 'nope'; available: comfyui, "
+        "invokeai, mock",
+        "3 problems in jobs.yaml; nothing was generated",
     ]
     assert not (in_tmp / "jobs").exists()
 
@@ -351,3 +353,16 @@ def test_an_output_folder_that_cannot_be_made(in_tmp: Path) -> None:
     code, _, err = invoke("batch", str(path), "--out", "taken")
     assert code == 2
     assert err.startswith("error: cannot create the output folder taken: ")
+
+
+def test_an_unknown_job_key_is_one_warning_before_the_run(in_tmp: Path) -> None:
+    path = jobs_file(in_tmp, 3, stpes=30)
+    code, _, err = invoke("batch", str(path))
+    assert code == 0, err
+    lines = err.splitlines()
+    assert lines[0] == (
+        f"warning: {path}: job 1 (line 6): generator 'mock' does not know option 'stpes'; "
+        "it is ignored (and 2 more job(s))"
+    )
+    assert sum("stpes" in line for line in lines) == 1
+    assert len(pngs(in_tmp / "book")) == 3

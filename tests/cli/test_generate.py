@@ -217,3 +217,16 @@ def test_ctrl_c_cancels_the_job_on_the_server(
         assert f"canceled job {job.id} on slow" in err
         assert job.status == "canceled"
     assert list(in_tmp.glob("*.png")) == []
+
+
+def test_an_unknown_param_is_one_warning_line_and_the_image_is_made(in_tmp: Path) -> None:
+    code, out, err = invoke("generate", "x", "-W", "64", "-H", "64", "--param", "stpes=30")
+    assert code == 0, err
+    assert out.strip() == "x.png"
+    assert err.splitlines()[0] == (
+        "warning: generator 'mock': unknown option 'stpes' ignored (it knows: images, "
+        "init_image, loras, placeholder_style, strength, timeout)"
+    )
+    code, _, err = invoke("generate", "x", "-W", "64", "-H", "64", "-p", "placeholder_style=debug")
+    assert code == 0, err
+    assert "warning" not in err

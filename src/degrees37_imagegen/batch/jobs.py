@@ -13,7 +13,6 @@ in a :class:`JobsFileError`, before anything is generated.
 from __future__ import annotations
 
 import glob
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,8 @@ from ..base import MAX_SEED
 from ..errors import InvalidRequestError
 from ..files import slugify
 from ..images import IMAGE_OPTIONS, resolve_image_paths
-from .formats import read_csv, read_jsonl, yaml_lines
+from ..yamlfast import paused_gc
+from .formats import UNREADABLE, read_csv, read_json, read_jsonl, read_yaml
 from .problems import JobProblem, JobsFileError
 
 __all__ = [
@@ -179,7 +179,8 @@ def load_jobs(path: str | Path, *, defaults: Mapping[str, Any] | None = None) ->
 
     ``.yaml``/``.yml``, ``.json``, ``.jsonl``/``.ndjson`` and ``.csv`` are known; other
     extensions are read as YAML (which also reads JSON). ``defaults`` apply under the file's
-    own ``defaults:``. Raises :class:`JobsFileError` listing every problem found.
+    own ``defaults:``. Raises :class:`JobsFileError` listing every problem found, in file
+    order, each naming the job and its line.
     """
     file = Path(path)
     source = str(path)
@@ -200,35 +201,24 @@ def parse_jobs_text(
     source: str | None = None,
     defaults: Mapping[str, Any] | None = None,
 ) -> list[Job]:
-    """Parse jobs from ``text`` in format ``fmt`` (``yaml``, ``json``, ``jsonl`` or ``csv``)."""
-    if fmt == "jsonl":
-        items, lines = read_jsonl(text, source)
-        return parse_jobs(items, source=source, defaults=defaults, lines=lines)
-    if fmt == "csv":
-        items, lines = read_csv(text, source)
-        return parse_jobs(items, source=source, defaults=defaults, lines=lines)
-    if fmt == "json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise JobsFileError(
-                [JobProblem(f"invalid JSON: {exc.msg}", source, line=exc.lineno)]
-            ) from None
-    elif fmt == "yaml":
-        import yaml
+    """Parse jobs from ``text`` in format ``fmt`` (``yaml``, ``json``, ``jsonl`` or ``csv``).
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            line = mark.line + 1 if mark is not None else None
-            raise JobsFileError(
-                [JobProblem(f"invalid YAML: {problem}", source, line=line)]
-            ) from None
-    else:
-        raise ValueError(f"unknown jobs format {fmt!r}")
-    return parse_jobs(data, source=source, defaults=defaults, lines=yaml_lines(text))
+    Raises :class:`JobsFileError` listing every problem in file order: in JSON Lines and
+    CSV an unreadable line is one of them, and the other lines are still checked.
+    """
+    found: list[JobProblem] = []
+    with paused_gc():  # many small objects, no cycles: see paused_gc
+        if fmt == "jsonl":
+            data, lines, found = read_jsonl(text, source)
+        elif fmt == "csv":
+            data, lines, found = read_csv(text, source)
+        elif fmt == "json":
+            data, lines = read_json(text, source)
+        elif fmt == "yaml":
+            data, lines = read_yaml(text, source)
+        else:
+            raise ValueError(f"unknown jobs format {fmt!r}")
+        return _parse(data, source, defaults, lines, found)
 
 
 def parse_jobs(
@@ -250,8 +240,17 @@ def parse_jobs(
         line_list = lines.get("list", ())
     elif lines is not None:
         line_list = lines
+    return _parse(data, source, defaults, line_list, [])
+
+
+def _parse(
+    data: Any,
+    source: str | None,
+    defaults: Mapping[str, Any] | None,
+    line_list: Sequence[int],
+    problems: list[JobProblem],
+) -> list[Job]:
     merged_defaults: dict[str, Any] = dict(defaults or {})
-    problems: list[JobProblem] = []
     if isinstance(data, Mapping):
         unknown = sorted(str(k) for k in data if k not in {"defaults", "jobs"})
         if unknown:
@@ -288,7 +287,8 @@ def parse_jobs(
             jobs.append(job)
     _check_names(jobs, problems, source)
     if problems:
-        raise JobsFileError(problems)
+        bad = {p.index for p in problems if p.index is not None}
+        raise JobsFileError(problems, [job for job in jobs if job.index not in bad])
     return jobs
 
 
@@ -303,6 +303,8 @@ def _check_job(
     def problem(message: str) -> None:
         problems.append(JobProblem(message, source, index, line))
 
+    if item is UNREADABLE:  # its line's problem is reported already
+        return None
     if isinstance(item, str):
         item = {"prompt": item}
     if not isinstance(item, Mapping):
@@ -362,7 +364,7 @@ def _check_job(
             problem(f"key {key!r} is reserved")
         else:
             extra[key] = value
-    if IMAGE_OPTIONS & set(extra):  # init_image: and images: are relative to the jobs file
+    if not IMAGE_OPTIONS.isdisjoint(extra):  # init_image: and images: are relative to the jobs file
         base = Path(source).parent if source else Path()
         try:
             extra = resolve_image_paths(extra, base)

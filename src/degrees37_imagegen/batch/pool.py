@@ -71,6 +71,7 @@ class GeneratorPool(BaseImageGenerator):
             server = str(generator.config.get(key, "")) if key else generator.name
             self.members.append(PoolMember(number, server, generator))
         first = members[0]
+        self.known_options = first.known_options
         key = first.server_setting
         self.config = {
             "servers": [m.server for m in self.members],

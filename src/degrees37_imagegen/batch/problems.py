@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidRequestError
 
-__all__ = ["JobProblem", "JobsFileError"]
+if TYPE_CHECKING:
+    from .jobs import Job
+
+__all__ = ["JobProblem", "JobsFileError", "in_file_order"]
 
 
 @dataclass(frozen=True)
@@ -31,9 +35,24 @@ class JobProblem:
         return where + self.message
 
 
-class JobsFileError(InvalidRequestError):
-    """A jobs file has problems; ``problems`` lists every one (``str()``: one per line)."""
+def in_file_order(problems: Iterable[JobProblem]) -> list[JobProblem]:
+    """``problems`` in the order of the file: those of the whole file first, then by line
+    (by job when lines are not known); the problems of one job keep their order."""
 
-    def __init__(self, problems: Sequence[JobProblem]) -> None:
-        self.problems = list(problems)
+    def place(problem: JobProblem) -> tuple[int, int, int]:
+        if problem.index is None and problem.line is None:
+            return (0, 0, 0)
+        return (1, problem.line or 0, problem.index or 0)
+
+    return sorted(problems, key=place)
+
+
+class JobsFileError(InvalidRequestError):
+    """A jobs file has problems; ``problems`` lists every one in file order (``str()``: one
+    per line). ``jobs`` holds the jobs that have none, so that a caller can check more of
+    them (their generators...) and report everything at once."""
+
+    def __init__(self, problems: Sequence[JobProblem], jobs: Sequence[Job] = ()) -> None:
+        self.problems = in_file_order(problems)
+        self.jobs: list[Job] = list(jobs)
         super().__init__("\n".join(str(p) for p in self.problems))

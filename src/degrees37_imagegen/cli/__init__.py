@@ -13,6 +13,7 @@ import typer
 from .. import __version__
 from . import _errors
 from ._options import ReadableCommand
+from ._usage import OneLineGroup
 from .batch import batch
 from .generate import generate
 from .info import check, config_command, plugins
@@ -23,6 +24,7 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="imagegen",
+    cls=OneLineGroup,
     help="Generate images with any configured generator (InvokeAI, ComfyUI, mock, plugins).",
     no_args_is_help=True,
     add_completion=False,

@@ -141,15 +141,19 @@ def batch(
 
     Exit codes: 0 all done, 1 some job failed, 2 bad input (nothing made), 130 interrupted.
     """
+    import warnings
+
+    from ..arguments import UnknownOptionWarning
     from ..batch import BatchRunner, parse_shard
     from ..batch import shard as take_shard
     from ..batch.jobs import default_output_dir
 
     with cli_errors(), contextlib.ExitStack() as stack:
-        jobs = _load(jobs_file)
+        jobs, problems = _load(jobs_file)
         registry = _registry(config)
         default = stack.enter_context(registry.get_generator(generator))
-        others, problems = _other_generators(registry, jobs, default, stack)
+        others, unknown = _other_generators(registry, jobs, default, stack)
+        problems += unknown
         shard_kn = parse_shard(shard) if shard else None
         out_dir = out if out is not None else default_output_dir(jobs_file)
         runner = BatchRunner(
@@ -162,11 +166,14 @@ def batch(
             retries=retries,
             outage_tolerance=outage_tolerance,
         )
-        bad = {p.index for p in problems}  # jobs with an unknown generator: nothing to check
+        bad = {p.index for p in unknown}  # jobs with an unknown generator: nothing to check
         problems += runner.check(j for j in jobs if j.index not in bad)
         if problems:
             _report_problems(problems, jobs_file)
         selected = take_shard(jobs, *shard_kn) if shard_kn else jobs
+        _warn_unknown_options(runner, selected)
+        stack.enter_context(warnings.catch_warnings())  # said once above, not once a job
+        warnings.filterwarnings("ignore", category=UnknownOptionWarning)
         if dry_run:
             _dry_run(runner, selected, as_json)
             return
@@ -191,17 +198,21 @@ def _registry(config: Path | None) -> GeneratorRegistry:
     return open_registry(config)
 
 
-def _load(path: Path) -> list[Job]:
+def _load(path: Path) -> tuple[list[Job], list[JobProblem]]:
+    """The jobs of the file that have no problem, and the problems: reported together with
+    those found next (unknown generators, sizes refused), unless no job could be read."""
     from ..batch import JobsFileError, load_jobs
 
     try:
         jobs = load_jobs(path)
     except JobsFileError as exc:
-        _report_problems(exc.problems, path)
+        if not exc.jobs:
+            _report_problems(exc.problems, path)
+        return exc.jobs, exc.problems
     if not jobs:
         echo_err(f"error: {path}: no jobs")
         raise typer.Exit(EXIT_USAGE)
-    return jobs
+    return jobs, []
 
 
 def _other_generators(
@@ -228,6 +239,9 @@ def _other_generators(
 
 
 def _report_problems(problems: Sequence[JobProblem], path: Path) -> NoReturn:
+    from ..batch.problems import in_file_order
+
+    problems = in_file_order(problems)
     shown = 20  # enough to see the pattern; the count says how many there are
     for problem in problems[:shown]:
         echo_err(f"error: {problem}")
@@ -236,6 +250,26 @@ def _report_problems(problems: Sequence[JobProblem], path: Path) -> NoReturn:
     count = len(problems)
     echo_err(f"{count} problem{'s' if count != 1 else ''} in {path}; nothing was generated")
     raise typer.Exit(EXIT_USAGE)
+
+
+def _warn_unknown_options(runner: BatchRunner, jobs: Sequence[Job]) -> None:
+    """One ``warning:`` line per option a generator does not know, naming the first job
+    that has it (and how many more do)."""
+    from ..arguments import unknown_options
+
+    found: dict[tuple[str, str], list[Job]] = {}
+    for job in jobs:
+        gen = runner.generator_for(job)
+        for key in unknown_options(gen, job.extra):
+            found.setdefault((gen.name, key), []).append(job)
+    for (name, key), having in found.items():
+        first = having[0]
+        where = f"{first.source}: " if first.source else ""
+        more = f" (and {len(having) - 1} more job(s))" if len(having) > 1 else ""
+        echo_err(
+            f"warning: {where}{first.where}: generator {name!r} does not know option "
+            f"{key!r}; it is ignored{more}"
+        )
 
 
 # -- running -----------------------------------------------------------------------------

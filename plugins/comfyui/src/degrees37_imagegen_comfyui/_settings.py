@@ -26,6 +26,7 @@ __all__ = [
     "check_seconds",
     "check_template_fields",
     "field_settings",
+    "known_options",
     "request_extra",
     "request_values",
 ]
@@ -34,6 +35,13 @@ log = logging.getLogger("degrees37_imagegen_comfyui")
 
 #: Options of a request that are not workflow fields.
 CALL_OPTIONS = frozenset({"timeout", "output_index"})
+
+
+def known_options(template: WorkflowTemplate) -> frozenset[str]:
+    """The per-call options a generator with ``template`` uses: ``timeout`` and
+    ``output_index``, the setting fields (``steps``...) and the template's own fields
+    (``{{color}}``); the core warns about any other."""
+    return CALL_OPTIONS | frozenset(SETTING_FIELDS) | frozenset(template.custom_fields)
 
 
 def check_seconds(cfg: Mapping[str, Any], key: str) -> float:
@@ -149,9 +157,6 @@ def request_values(
         out[key] = value if value is not None else settings.get(key)
     custom = {k: options[k] for k in template.custom_fields if options.get(k) is not None}
     out.update({**values, **custom})
-    unknown = sorted(set(options) - set(out) - CALL_OPTIONS - set(SETTING_FIELDS))
-    if unknown:
-        log.debug("ComfyUI request: ignoring %s", ", ".join(unknown))
     missing = template.missing(out)
     if missing:
         raise InvalidRequestError(

@@ -51,6 +51,7 @@ from ._settings import (
     check_template_fields,
     check_timeout_option,
     field_settings,
+    known_options,
     output_index,
     request_extra,
     request_values,
@@ -131,6 +132,7 @@ class ComfyUIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
                 if self._settings.get(key) is None:
                     self._settings[key] = value
         check_template_fields(self.template, self._settings, self._values)
+        self.known_options = known_options(self.template)
         ignored = [f for f in ("prompt", "seed", "width", "height") if not self.template.has(f)]
         if ignored:
             log.info(

@@ -102,6 +102,7 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
     path_settings: ClassVar[frozenset[str]] = frozenset({"graph_template"})
     server_setting: ClassVar[str | None] = "base_url"
     retry_base_delay: ClassVar[float] = 0.25
+    known_options = PER_CALL
 
     def __init__(
         self,
@@ -206,9 +207,6 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
 
     def start_job(self, request: ImageRequest) -> JobRef:
         """Build the graph and enqueue it; return as soon as InvokeAI accepted the batch."""
-        unknown = sorted(set(request.options) - PER_CALL)
-        if unknown:
-            log.warning("generator %r ignores the arguments %s", self.name, ", ".join(unknown))
         plan = plan_image(request, self.config, self._template, self._look_up(request))
         destination = new_destination(request.width, request.height, request.key)
         self._start_events()  # subscribed before enqueuing: no event is missed

@@ -63,6 +63,7 @@ class MockGenerator(BaseImageGenerator):
         "placeholder_style": "simple",
         "label": "MOCK",
     }
+    known_options = frozenset({"placeholder_style"})
 
     def __init__(
         self,
