@@ -83,6 +83,14 @@ class AsyncDriverSteps:
         """``cancel_job``, natively async."""
         return await self._aio().cancel(ref)
 
+    async def aclose_driver(self) -> None:
+        """Close the async driver if it belongs to this loop; the sync clients stay open
+        (a loop that ends while the generator lives on: the batch's loop thread)."""
+        driver = self._adriver
+        if driver is not None and driver.loop is asyncio.get_running_loop():
+            self._adriver = None
+            await driver.aclose()
+
     async def aclose(self) -> None:
         """Close the async driver (if it belongs to this loop), then the sync clients."""
         driver, self._adriver = self._adriver, None
