@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, Optional
 
 import typer
 
@@ -127,6 +127,14 @@ def batch(
             help="How long jobs wait for a server that does not answer before they fail.",
         ),
     ] = 300.0,
+    driver: Annotated[
+        Literal["auto", "threads", "async"],
+        typer.Option(
+            "--driver",
+            help="How jobs run: one event loop (async), a thread per job in flight (threads), "
+            "or the loop when every generator's plugin is natively async (auto).",
+        ),
+    ] = "auto",
 ) -> None:
     """Make every image of a jobs file into a folder; run it again to finish what is left.
 
@@ -159,6 +167,7 @@ def batch(
             shard=shard_kn,
             retries=retries,
             outage_tolerance=outage_tolerance,
+            driver=driver,
         )
         bad = {p.index for p in problems}  # jobs with an unknown generator: nothing to check
         problems += runner.check(j for j in jobs if j.index not in bad)
