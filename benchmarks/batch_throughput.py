@@ -15,6 +15,9 @@ made once)::
     python benchmarks/batch_throughput.py --seconds 0.2 --pool 4 --driver async
     python benchmarks/batch_throughput.py --seconds 0.4 --pool 16 --jobs4 320 --no-naive
 
+``--fakes-process`` runs the fake servers in a process of their own (``client_cpu.py
+--serve``), so that they take neither the client's CPU nor its GIL.
+
 Each run starts its clock after ``test_connection()``, which ``imagegen batch`` also calls
 before its first job (it opens the HTTP clients: about 20 ms each with httpx). Figures:
 wall time (to the last file in place), throughput, the servers' busy fraction (time spent
@@ -43,6 +46,7 @@ import argparse
 import contextlib
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -316,6 +320,36 @@ def simulated_backend() -> Backend:
     return Backend("simulated", start, make, "in-process generator, no HTTP")
 
 
+def in_a_process(backend: Backend) -> Backend:
+    """``backend`` with its fake servers in a process of their own (``client_cpu.py
+    --serve``): their threads then take neither the client's GIL nor its CPU."""
+
+    @contextlib.contextmanager
+    def start(n: int, seconds: float) -> Iterator[Servers]:
+        command = [sys.executable, str(Path(__file__).resolve().parent / "client_cpu.py")]
+        command += ["--serve", backend.name, "--servers", str(n), "--seconds", str(seconds)]
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        urls = json.loads(proc.stdout.readline())
+        ran: dict[str, Any] = {}
+
+        def finish() -> dict[str, Any]:
+            if not ran:
+                out, _ = proc.communicate("", timeout=60)
+                times, seeds = out.strip().splitlines()[-2:]
+                ran["times"] = {k: (v[0], v[1]) for k, v in json.loads(times).items()}
+                ran["seeds"] = json.loads(seeds)
+            return ran
+
+        try:
+            yield Servers(urls, lambda: finish()["times"], lambda: finish()["seeds"])
+        finally:
+            if proc.poll() is None:
+                finish()
+
+    return Backend(backend.name, start, backend.generator, backend.note + ", fakes in a process")
+
+
 # -- measuring -------------------------------------------------------------------------------
 
 
@@ -525,6 +559,9 @@ def main() -> int:
     parser.add_argument("--driver", choices=("auto", "threads", "async"), default="auto")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive loop")
     parser.add_argument(
+        "--fakes-process", action="store_true", help="fake servers in a process of their own"
+    )
+    parser.add_argument(
         "--invokeai-poll-interval",
         type=float,
         default=None,
@@ -553,6 +590,8 @@ def main() -> int:
                     parser.error(f"unknown backend {name!r}")
                 if backend is None:
                     raise RuntimeError("its fake server is not in this checkout")
+                if args.fakes_process and name != "simulated":
+                    backend = in_a_process(backend)
                 missed += bench(
                     backend,
                     args.seconds,

@@ -45,7 +45,8 @@ ROOT = HERE.parent
 
 
 def _serve(backend: str, count: int, seconds: float) -> None:
-    """Run ``count`` fake servers here and print their addresses; stop when stdin closes."""
+    """Run ``count`` fake servers here and print their addresses; when stdin closes, print
+    when each image ran and the seed it was made with (two JSON lines), and stop."""
     sys.path.insert(0, str(HERE / "fakes"))
     urls: list[str] = []
     if backend == "invokeai":
@@ -62,11 +63,15 @@ def _serve(backend: str, count: int, seconds: float) -> None:
     print(json.dumps(urls), flush=True)
     sys.stdin.read()
     times: dict[str, list[float]] = {}
+    seeds: dict[str, object] = {}
     if backend == "invokeai":
         times = {k: [t.started, t.finished] for f in fakes for k, t in f.times.items()}
+        seeds = {k: v for f in fakes for k, v in f.seeds.items()}
     elif backend == "comfyui":
         times = {k: list(v) for f in cls.instances for k, v in f.times.items()}
+        seeds = {k: v for f in cls.instances for k, v in f.seeds.items()}
     print(json.dumps(times), flush=True)
+    print(json.dumps(seeds), flush=True)
 
 
 def _config(backend: str, urls: list[str], work: Path) -> str:
@@ -261,7 +266,7 @@ def gather(backend: str, count: int, seconds: float, src: Path) -> str:
     finally:
         out, _ = server.communicate("")
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    times = json.loads(out.strip().splitlines()[-1])
+    times = json.loads(out.strip().splitlines()[-2])
     spans = sorted(tuple(times[i]) for i in map(str, report["ids"]) if str(i) in times)
     busy = sum(end - start for start, end in spans) / (spans[-1][1] - spans[0][0])
     return (

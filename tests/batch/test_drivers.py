@@ -89,3 +89,34 @@ def test_both_drivers_write_the_same_manifest(tmp_path: Path) -> None:
     finally:
         fake.stop()
     assert records["threads"] == records["async"]
+
+
+@pytest.mark.parametrize("driver", ["threads", "async"])
+def test_cancel_leaves_nothing_on_the_server(tmp_path: Path, driver: str) -> None:
+    """Ctrl-C in imagegen batch: stop, cancel our jobs on the server, wait for the rest."""
+    fake = CountingFake().start()
+    fake.seconds = 0.05
+    seen = []
+    try:
+        with generator(fake) as gen:
+            runner = BatchRunner(gen, tmp_path, concurrency=2, driver=driver)  # type: ignore[arg-type]
+            for result in runner.run(jobs()):
+                seen.append(result)
+                if len(seen) == 3:
+                    runner.cancel()
+                    break
+            assert runner.wait(20)
+            with fake.lock:
+                pending, running = dict(fake.pending), fake.running
+    finally:
+        fake.stop()
+    assert not pending
+    assert running is None
+    summary = runner.summary()
+    assert summary.done + summary.not_run + summary.failed == 40
+    assert summary.done <= 3 + 2  # what was made, and at most what was in flight
+    assert max(fake.made.values()) == 1
+    assert not list(tmp_path.glob(".*.part"))
+    for result in seen:
+        assert result.status == "done"
+        assert result.path.is_file()
