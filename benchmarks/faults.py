@@ -38,6 +38,7 @@ def scenario(name: str, jobs: int, servers: int) -> None:
     fakes = [CountingFake().start() for _ in range(servers)]
     for fake in fakes:
         fake.fault_spacing = 3
+        fake.spread_faults = True
         fake.faults = dict.fromkeys(KINDS, max(1, jobs // servers // 10))
     seeds = [1000 + 7919 * i for i in range(1, jobs + 1)] if jobs != 40 else SEEDS
     batch = parse_jobs(

@@ -152,6 +152,7 @@ def test_example_package_tests_pass(page: Path, tmp_path: Path) -> None:
             "-m",
             "pytest",
             "-q",
+            "-rs",
             "-p",
             "no:cacheprovider",
             "-p",
@@ -168,7 +169,10 @@ def test_example_package_tests_pass(page: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout, result.stdout
-    assert "skipped" not in result.stdout, result.stdout
+    # The one skip allowed: the in-process example has no server to find its jobs on.
+    skips = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert all("does not implement find_job" in line for line in skips), result.stdout
+    assert len(skips) <= 1, result.stdout
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy is not installed")

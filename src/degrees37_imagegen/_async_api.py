@@ -11,7 +11,7 @@ in :mod:`degrees37_imagegen.aio`; nothing here imports :mod:`asyncio` until it i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -94,6 +94,7 @@ class AsyncAPI:
         seed: int = -1,
         *,
         on_progress: ProgressCallback | None = None,
+        on_sending: Callable[[dict[str, Any]], None] | None = None,
         **options: Any,
     ) -> AsyncImageJob:
         """Async :meth:`submit`: an :class:`~degrees37_imagegen.AsyncImageJob` once the
@@ -101,7 +102,15 @@ class AsyncAPI:
         from .aio import asubmit
 
         return await asubmit(
-            _gen(self), prompt, negative_prompt, width, height, seed, on_progress, options
+            _gen(self),
+            prompt,
+            negative_prompt,
+            width,
+            height,
+            seed,
+            on_progress,
+            options,
+            on_sending,
         )
 
     async def aattach(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,7 +23,8 @@ from .errors import (
     PluginError,
 )
 from .files import add_png_text, atomic_path, output_format, verify_image, write_image
-from .job import ImageData, ImageJob, JobRef, JobUpdate, check_job_data
+from .images import prepare_image_options
+from .job import ImageData, ImageJob, JobRef, JobUpdate, check_job_data, saved_job
 from .progress import Progress, ProgressCallback, guard_progress
 from .request import ImageRequest
 from .retry import retry_with_backoff
@@ -66,6 +68,81 @@ def is_legacy(cls: type[BaseImageGenerator]) -> bool:
         f"{cls.__name__} implements neither the job steps (start_job, poll_job, fetch_image) "
         "nor generate_image and download_image"
     )
+
+
+def finds_jobs(gen: BaseImageGenerator) -> bool:
+    """Whether ``gen`` can find its jobs by their key (implements ``find_job``)."""
+    from .base import BaseImageGenerator
+
+    return type(gen).find_job is not BaseImageGenerator.find_job and not gen._legacy
+
+
+def new_request(
+    gen: BaseImageGenerator,
+    prompt: str,
+    negative_prompt: str,
+    width: int,
+    height: int,
+    seed: int,
+    options: Mapping[str, Any],
+) -> ImageRequest:
+    """The request ``submit`` and ``asubmit`` send: size validated, seed resolved, input
+    images stored as references, and a fresh idempotency key."""
+    width, height = gen._step(gen.validate_dimensions, width, height)
+    options = gen._step(prepare_image_options, options)  # images -> stored references
+    return ImageRequest(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        width=width,
+        height=height,
+        seed=gen.resolve_seed(seed),
+        options=options,
+        key=str(uuid.uuid4()),
+    )
+
+
+def announce(
+    gen: BaseImageGenerator,
+    request: ImageRequest,
+    on_sending: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    """Hand ``on_sending`` the saved form of the job about to be sent, when ``gen`` can find
+    it again by its key (otherwise there is nothing a rerun could follow)."""
+    if on_sending is not None and finds_jobs(gen):
+        on_sending(saved_job(gen, request, None, "sending"))
+
+
+def start(gen: BaseImageGenerator, request: ImageRequest) -> JobRef:
+    """``start_job``; when its answer was lost (``work="unknown"``), the job is looked up by
+    its key before the error is raised, so that the caller never submits it twice."""
+    try:
+        return call_step(gen, gen.start_job, request)
+    except GeneratorError as exc:
+        if exc.work != "unknown" or not finds_jobs(gen):
+            raise
+        ref, why = look_up(gen, request)
+        if ref is None:
+            lost_answer(exc, why)
+            raise
+        log.info("the answer to job %s was lost, but %s has it", request.key, gen.name)
+        return ref
+
+
+def look_up(gen: BaseImageGenerator, request: ImageRequest) -> tuple[JobRef | None, str]:
+    """``find_job``, retried as a read: the job's reference, or ``None`` and why not (the
+    server has no such job, or could not be asked)."""
+    try:
+        found: JobRef | None = call_step(gen, gen.retrying, gen.find_job, request)
+    except GeneratorError as exc:
+        log.info("could not look for job %s on %s: %s", request.key, gen.name, exc)
+        return None, f"could not look for it ({exc.message})"
+    return found, "" if found is not None else "the server does not have it"
+
+
+def lost_answer(exc: GeneratorError, why: str) -> None:
+    """Say on ``exc`` that the submission it failed was looked for and not found."""
+    exc.message = f"{exc.message}; {why}, and it was not repeated here"
+    exc.args = (exc.message, *exc.args[1:])
 
 
 def call_step(gen: BaseImageGenerator, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -305,6 +382,25 @@ def submit_legacy(
     return job
 
 
+def find_sent(gen: BaseImageGenerator, request: ImageRequest) -> JobRef:
+    """The server's job for a request saved before it was sent (``on_sending``); raises
+    :class:`GeneratorError` (``work="not_sent"``) when the server does not have it."""
+    if not request.key or not finds_jobs(gen):
+        raise InvalidRequestError(
+            f"saved job was never sent, and generator {gen.name!r} cannot look jobs up by key",
+            generator=gen.name,
+        )
+    ref: JobRef | None = call_step(gen, gen.retrying, gen.find_job, request)
+    if ref is None:
+        raise GeneratorError(
+            f"job {request.key} is not on {gen.server or gen.name}: it was never sent, or "
+            "the server lost it",
+            generator=gen.name,
+            work="not_sent",
+        )
+    return ref
+
+
 def attach(
     gen: BaseImageGenerator, data: Mapping[str, Any], on_progress: ProgressCallback | None
 ) -> ImageJob:
@@ -331,7 +427,10 @@ def attach(
             generator=gen.name,
         )
     request = ImageRequest.from_dict(data["request"])
-    ref = JobRef(str(data["id"]), dict(data.get("ref") or {}))
+    if data["id"] is None:  # saved before it was sent: does the server have it?
+        ref = find_sent(gen, request)
+    else:
+        ref = JobRef(str(data["id"]), dict(data.get("ref") or {}))
     job = ImageJob(gen, request, ref, on_progress=on_progress)
     job.refresh()
     gen._remember(job)

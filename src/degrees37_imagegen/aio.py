@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _pipeline
 from ._awrite import awrite_image
 from .clock import Clock, SystemClock
 from .errors import (
@@ -34,7 +35,6 @@ from .errors import (
 )
 from .faults import backoff_delay
 from .files import output_format
-from .images import prepare_image_options
 from .job import ImageJob, JobRef, JobStatus, _safe_name, check_job_data
 from .progress import Progress, ProgressCallback
 from .request import ImageRequest
@@ -384,11 +384,14 @@ async def asubmit(
     seed: int,
     on_progress: ProgressCallback | None,
     options: dict[str, Any],
+    on_sending: Callable[[dict[str, Any]], None] | None = None,
 ) -> AsyncImageJob:
     """What ``generator.asubmit`` does (see :meth:`BaseImageGenerator.submit`)."""
     from .base import BaseImageGenerator
 
     kwargs: dict[str, Any] = {**options, "on_progress": on_progress}
+    if on_sending is not None:
+        kwargs["on_sending"] = on_sending
     if getattr(gen, "members", None) is not None:
         return await _pool_submit(gen, prompt, negative_prompt, width, height, seed, kwargs)
     if gen._legacy or type(gen).submit is not BaseImageGenerator.submit:
@@ -396,17 +399,18 @@ async def asubmit(
             gen.submit, prompt, negative_prompt, width, height, seed, **kwargs
         )
         return AsyncImageJob(job)
-    width, height = gen._step(gen.validate_dimensions, width, height)
-    options = gen._step(prepare_image_options, options)  # images -> stored references
-    request = ImageRequest(
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        width=width,
-        height=height,
-        seed=gen.resolve_seed(seed),
-        options=options,
-    )
-    ref = await acall(gen, gen.astart_job, request)
+    request = _pipeline.new_request(gen, prompt, negative_prompt, width, height, seed, options)
+    _pipeline.announce(gen, request, on_sending)
+    try:
+        ref = await acall(gen, gen.astart_job, request)
+    except GeneratorError as exc:  # as _pipeline.start: a lost answer is looked up first
+        if exc.work != "unknown" or not _pipeline.finds_jobs(gen):
+            raise
+        found, why = await asyncio.to_thread(_pipeline.look_up, gen, request)
+        if found is None:
+            _pipeline.lost_answer(exc, why)
+            raise
+        ref = found
     job = ImageJob(gen, request, ref, on_progress=on_progress)
     job.on_progress(Progress("submitted", f"job {ref.id}", generator=gen.name))
     gen._remember(job)
@@ -459,6 +463,8 @@ async def aattach(
         raise gen._own(exc) from None
     cls = type(gen)
     own_class = f"{cls.__module__}:{cls.__qualname__}"
+    if data["id"] is None:  # saved before it was sent: the lookup is a rare, blocking read
+        return AsyncImageJob(await asyncio.to_thread(gen.attach, data, on_progress=on_progress))
     if data["class"] != own_class or data.get("server") != gen.server or gen._legacy:
         # The sync attach says what is wrong, in the same words (and does no I/O then).
         return AsyncImageJob(gen.attach(data, on_progress=on_progress))

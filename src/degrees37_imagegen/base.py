@@ -16,7 +16,6 @@ from . import _pipeline
 from ._async_api import AsyncAPI
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import GeneratorError, InvalidRequestError
-from .images import prepare_image_options
 from .job import ImageData, ImageJob, JobRef, JobUpdate
 from .progress import Progress, ProgressCallback
 from .redaction import redact, redact_text
@@ -199,6 +198,18 @@ class BaseImageGenerator(AsyncAPI, ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement start_job")
 
+    def find_job(self, request: ImageRequest) -> JobRef | None:
+        """The job the server holds for ``request.key`` (queued, running or finished), or
+        ``None`` when the server has no such job (it never arrived, or the server lost it).
+
+        Optional. A generator that implements it sends ``request.key`` with the work in
+        :meth:`start_job`; the core then records a job durably *before* sending it
+        (``submit(on_sending=...)``), and a batch killed at any moment finds its jobs again
+        on the next run instead of making them twice. The core asks it too when a
+        submission's answer was lost (``work="unknown"``) before submitting again.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement find_job")
+
     def poll_job(self, ref: JobRef) -> JobUpdate:
         """Look at the server once: where is the job ``ref``?"""
         raise NotImplementedError(f"{type(self).__name__} does not implement poll_job")
@@ -272,30 +283,27 @@ class BaseImageGenerator(AsyncAPI, ABC):
         seed: int = -1,
         *,
         on_progress: ProgressCallback | None = None,
+        on_sending: Callable[[dict[str, Any]], None] | None = None,
         **options: Any,
     ) -> ImageJob:
         """Start one image and return its :class:`ImageJob` once the server has accepted it.
 
         ``seed=-1`` asks for a random seed, which is resolved here and recorded.
         ``on_progress`` receives :class:`~degrees37_imagegen.Progress` reports (a callback
-        that raises is logged once and ignored). ``options`` are the generator's own
-        keyword arguments (steps, model, template fields...). Raises on refusal.
+        that raises is logged once and ignored). ``on_sending``, for a generator that can
+        find its jobs (:meth:`find_job`), receives the job's saved form *before* anything is
+        sent (an :meth:`ImageJob.to_dict` without a server id, which :meth:`attach` follows
+        once the server has it): a journal that records it loses no job to a kill.
+        ``options`` are the generator's own keyword arguments (steps, model, template
+        fields...). Raises on refusal.
         """
         if self._legacy:
             return _pipeline.submit_legacy(
                 self, prompt, negative_prompt, width, height, seed, on_progress, options
             )
-        width, height = self._step(self.validate_dimensions, width, height)
-        options = self._step(prepare_image_options, options)  # images -> stored references
-        request = ImageRequest(
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            width=width,
-            height=height,
-            seed=self.resolve_seed(seed),
-            options=options,
-        )
-        ref = self._step(self.start_job, request)
+        request = _pipeline.new_request(self, prompt, negative_prompt, width, height, seed, options)
+        _pipeline.announce(self, request, on_sending)
+        ref = _pipeline.start(self, request)
         job = ImageJob(self, request, ref, on_progress=on_progress)
         job.on_progress(Progress("submitted", f"job {ref.id}", generator=self.name))
         self._remember(job)

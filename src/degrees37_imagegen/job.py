@@ -319,17 +319,7 @@ class ImageJob:
                 "download_image",
                 generator=self.generator.name,
             )
-        cls = type(self.generator)
-        return {
-            "format": JOB_FORMAT,
-            "generator": self.generator.name,
-            "class": f"{cls.__module__}:{cls.__qualname__}",
-            "server": self.generator.server,
-            "id": self.ref.id,
-            "ref": dict(self.ref.data),
-            "request": self.request.to_dict(),
-            "status": self._status,
-        }
+        return saved_job(self.generator, self.request, self.ref, self._status)
 
     def __repr__(self) -> str:
         return f"<ImageJob {self.id!r} on {self.generator.name!r}: {self._status}>"
@@ -337,6 +327,25 @@ class ImageJob:
 
 def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip(".") or "image"
+
+
+def saved_job(
+    gen: BaseImageGenerator, request: ImageRequest, ref: JobRef | None, status: str
+) -> dict[str, Any]:
+    """The saved form of a job (:meth:`ImageJob.to_dict`); with no ``ref``, that of a job
+    about to be sent (``id`` ``None``, status ``sending``), which :meth:`attach
+    <degrees37_imagegen.BaseImageGenerator.attach>` finds by its request's key."""
+    cls = type(gen)
+    return {
+        "format": JOB_FORMAT,
+        "generator": gen.name,
+        "class": f"{cls.__module__}:{cls.__qualname__}",
+        "server": gen.server,
+        "id": None if ref is None else ref.id,
+        "ref": {} if ref is None else dict(ref.data),
+        "request": request.to_dict(),
+        "status": status,
+    }
 
 
 def check_job_data(data: Mapping[str, Any]) -> None:

@@ -20,6 +20,12 @@ class ImageRequest:
     will produce) and resolved the seed: ``seed`` is never ``-1`` here. ``options`` holds the
     generator-specific keyword arguments given to ``submit`` (steps, model, template
     fields...), JSON-safe so that a job can be saved and re-attached.
+
+    ``key`` is the job's idempotency key, chosen by the core before anything is sent (a
+    UUID). A plugin that can find its jobs by it (:meth:`BaseImageGenerator.find_job`)
+    sends it along (as ComfyUI's ``prompt_id``, in InvokeAI's ``destination``), so that a
+    submission whose answer was lost, or whose client was killed, is found again instead
+    of being made twice. It takes no part in comparing requests.
     """
 
     prompt: str
@@ -28,6 +34,7 @@ class ImageRequest:
     height: int = 1920
     seed: int = 0
     options: Mapping[str, Any] = field(default_factory=dict)
+    key: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -57,6 +64,7 @@ class ImageRequest:
             "height": self.height,
             "seed": self.seed,
             "options": dict(self.options),
+            **({"key": self.key} if self.key else {}),
         }
 
     @classmethod
@@ -70,6 +78,7 @@ class ImageRequest:
                 height=int(data["height"]),
                 seed=int(data["seed"]),
                 options=dict(data.get("options") or {}),
+                key=str(data.get("key") or ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidRequestError(f"not a saved image request: {exc}") from exc

@@ -48,6 +48,7 @@ async def amake_with_retries(
     policy: RetryPolicy,
     on_progress: ProgressCallback | None = None,
     on_submit: Callable[[ImageJob], None] | None = None,
+    on_sending: Callable[[dict[str, Any]], None] | None = None,
     canceled: Callable[[], bool] = lambda: False,
     adopt: Mapping[str, Any] | None = None,
     counter: Callable[[str], None] | None = None,
@@ -87,6 +88,7 @@ async def amake_with_retries(
                     height=int(request.get("height", 1920)),
                     seed=int(request.get("seed", -1)),
                     on_progress=on_progress,
+                    on_sending=on_sending,
                     **dict(request.get("options") or {}),
                 )
                 attempts += 1

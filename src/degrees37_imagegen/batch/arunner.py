@@ -105,6 +105,7 @@ class AsyncBatchEngine:
                 policy=runner.policy,
                 on_progress=hooks.on_progress,
                 on_submit=on_submit,
+                on_sending=hooks.on_sending,
                 canceled=runner._canceling.is_set,
                 adopt=runner._adopt.pop(job.name, None),
                 counter=hooks.counter,

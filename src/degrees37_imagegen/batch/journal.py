@@ -1,7 +1,11 @@
 """The batch journal: each submission recorded durably, so that a kill costs nothing.
 
-As soon as a server has accepted a job, the runner appends a ``submitted`` record to the
-manifest, holding the job's handle (``ImageJob.to_dict()``), flushed and synced to disk::
+Before a job is sent, the runner appends a ``submitted`` record to the manifest holding the
+job's saved form with its idempotency key, flushed and synced to disk (for generators that
+can find their jobs by key, ``BaseImageGenerator.find_job``: ComfyUI and InvokeAI). Once
+the server has accepted the job, a second record holds its handle (``ImageJob.to_dict()``,
+with the server's id); for a generator that cannot find its jobs, that one is the first,
+synced record::
 
     {"job": 3, "name": "003-a-storm", "file": "003-a-storm.png", "status": "submitted",
      "request": {...}, "handle": {"format": "degrees37-imagegen/job/1", "id": "...", ...},
@@ -9,9 +13,10 @@ manifest, holding the job's handle (``ImageJob.to_dict()``), flushed and synced 
 
 The job's ``done`` (or ``failed``) record follows when it ends. A rerun after a crash or a
 SIGKILL finds jobs whose last record is ``submitted`` and whose file is not there, and
-adopts them (:func:`adoptable`): a finished one is downloaded, a queued or running one
-waited for, one the server lost is submitted again. It also removes the temporary files a
-killed run left behind (:func:`remove_leftovers`).
+adopts them (:func:`adoptable`): one saved before it was sent is looked up by its key, a
+finished one is downloaded, a queued or running one waited for, and one the server never
+had or lost is submitted again. A kill at any moment thus makes no image twice. It also
+removes the temporary files a killed run left behind (:func:`remove_leftovers`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..job import JOB_FORMAT, ImageJob
+from ..job import JOB_FORMAT
 from .jobs import Job
 
 __all__ = ["SUBMITTED", "adoptable", "journal_record", "remove_leftovers"]
@@ -36,19 +41,18 @@ SUBMITTED = "submitted"
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}\.part$")
 
 
-def journal_record(job: Job, path: Path, handle: ImageJob) -> dict[str, Any]:
-    """The ``submitted`` record of ``job``, whose server accepted ``handle``.
-
-    Raises :class:`~degrees37_imagegen.GeneratorError` for a handle that cannot be saved.
-    """
+def journal_record(job: Job, path: Path, saved: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``submitted`` record of ``job``, given its saved handle: the handle's
+    ``to_dict()`` once its server accepted it, or the form ``submit(on_sending=...)`` gave
+    before sending (no ``id`` yet; a rerun finds the job by its key)."""
     return {
         "job": job.index,
         "name": job.name,
         "file": path.name,
         "status": SUBMITTED,
         "request": job.request(),
-        "handle": handle.to_dict(),
-        "server": handle.server,
+        "handle": dict(saved),
+        "server": saved.get("server"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
     }
 

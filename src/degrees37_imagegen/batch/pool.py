@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,12 +197,14 @@ class GeneratorPool(BaseImageGenerator):
         seed: int = -1,
         *,
         on_progress: ProgressCallback | None = None,
+        on_sending: Callable[[dict[str, Any]], None] | None = None,
         **options: Any,
     ) -> ImageJob:
         """Submit to the least busy live server; move on when one cannot be reached.
 
         The job returned is the member's own (its ``generator`` is the member). The member
-        counts it as in flight until the job finishes.
+        counts it as in flight until the job finishes. ``on_sending`` hears of each try,
+        with the member's server.
         """
         while True:
             member = self._acquire()
@@ -214,6 +216,7 @@ class GeneratorPool(BaseImageGenerator):
                     height=height,
                     seed=seed,
                     on_progress=on_progress,
+                    on_sending=on_sending,
                     **options,
                 )
             except GeneratorConnectionError as exc:

@@ -95,6 +95,7 @@ def make_with_retries(
     policy: RetryPolicy,
     on_progress: ProgressCallback | None = None,
     on_submit: Callable[[ImageJob], None] | None = None,
+    on_sending: Callable[[dict[str, Any]], None] | None = None,
     canceled: Callable[[], bool] = lambda: False,
     adopt: Mapping[str, Any] | None = None,
     counter: Callable[[str], None] | None = None,
@@ -103,8 +104,10 @@ def make_with_retries(
     and options) into ``path``, retrying what is safe to retry (module docstring).
 
     ``adopt`` is a saved job (``ImageJob.to_dict()``) of an earlier run to follow instead
-    of submitting; a job its server no longer has is submitted anew. ``on_submit`` gets
-    each handle as soon as its server has accepted it; ``canceled()`` says the caller is
+    of submitting; a job its server no longer has is submitted anew. ``on_sending`` gets
+    each submission's saved form before it is sent (for generators that can find their
+    jobs again, see ``BaseImageGenerator.submit``), ``on_submit`` each handle as soon as
+    its server has accepted it; ``canceled()`` says the caller is
     canceling (a canceled job is then final); ``counter(kind)`` is told of each retry.
     """
     clock = gen.clock
@@ -136,6 +139,7 @@ def make_with_retries(
                     height=int(request.get("height", 1920)),
                     seed=int(request.get("seed", -1)),
                     on_progress=on_progress,
+                    on_sending=on_sending,
                     **dict(request.get("options") or {}),
                 )
                 attempts += 1

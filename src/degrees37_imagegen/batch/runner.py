@@ -319,6 +319,7 @@ class BatchRunner:
                 policy=self.policy,
                 on_progress=hooks.on_progress,
                 on_submit=on_submit,
+                on_sending=hooks.on_sending,
                 canceled=self._canceling.is_set,
                 adopt=self._adopt.pop(job.name, None),
                 counter=hooks.counter,
@@ -414,19 +415,17 @@ class BatchRunner:
         self._record(result)
         return result
 
-    def _journal(self, job: Job, handle: ImageJob) -> None:
-        """Record durably that ``job`` is on a server, so that a rerun after a kill adopts
-        it instead of making it again."""
+    def _journal(self, job: Job, saved: dict[str, Any], *, sync: bool) -> bool:
+        """Record that ``job`` is (about to be) on a server, as its saved handle, so that a
+        rerun after a kill adopts it instead of making it again; whether it was written."""
         if self._manifest is None:
-            return
+            return False
         try:
-            record = journal_record(job, self.path_for(job), handle)
-        except GeneratorError:
-            return  # a job that cannot be re-attached has nothing to journal
-        try:
-            self._manifest.write(record, sync=True)
+            self._manifest.write(journal_record(job, self.path_for(job), saved), sync=sync)
         except OSError as exc:
             log.error("cannot write the manifest %s: %s", self.manifest_path, exc)
+            return False
+        return True
 
     def _record(self, result: JobResult) -> None:
         if self._manifest is None:
@@ -532,14 +531,16 @@ class BatchRunner:
 
 class _JobHooks:
     """One running job's callbacks for :func:`make_with_retries` (and its async twin):
-    progress into the runner's in-flight table and events, each handle journaled as its
-    server accepts it, retries counted."""
+    progress into the runner's in-flight table and events, each submission journaled
+    before it is sent and its handle as its server accepts it, retries counted."""
 
     def __init__(self, runner: BatchRunner, job: Job) -> None:
         self.runner = runner
         self.job = job
         self.marks: dict[str, float] = {}
         self.submitted = time.perf_counter()
+        #: Whether each submission's saved form was journaled before it was sent.
+        self.announced: list[bool] = []
 
     def on_progress(self, progress: Progress) -> None:
         """File ``progress`` and report it."""
@@ -552,12 +553,23 @@ class _JobHooks:
                 runner._in_flight[job.index] = (flight[0], flight[1], progress)
         runner._emit("progress", job, progress=progress)
 
+    def on_sending(self, saved: dict[str, Any]) -> None:
+        """The job is about to be sent: journal its saved form (with its idempotency key)."""
+        # Durable before anything is sent: a kill from here on costs no image twice.
+        self.announced.append(self.runner._journal(self.job, saved, sync=True))
+
     def on_submit(self, handle: ImageJob) -> None:
         """``handle`` is on its server: in flight, and journaled."""
         runner, job = self.runner, self.job
         with runner._lock:
             runner._in_flight[job.index] = (job, handle, None)
-        runner._journal(job, handle)
+        try:
+            saved = handle.to_dict()
+        except GeneratorError:
+            return  # a job that cannot be re-attached has nothing to journal
+        # With the job already journaled by its key, this record only saves the rerun a
+        # lookup: no need to wait for the disk.
+        runner._journal(job, saved, sync=not (self.announced and self.announced[-1]))
 
     def counter(self, kind: str) -> None:
         """Count a retry of ``kind``."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,6 +40,7 @@ from ..errors import (
 )
 from ..files import read_png_text, verify_image
 from ..job import ImageJob
+from ..request import ImageRequest
 from ._expect import (
     describe,
     expect,
@@ -118,7 +120,8 @@ class GeneratorContract:
         """What the (fake) server received for ``job``, when it records it; ``None`` if not.
 
         Two jobs with the same seed must send equal requests: leave out what is unique per
-        job (client ids...) before returning it.
+        job (client ids...) before returning it. The job's idempotency key
+        (``job.request.key``) may stay: the contract masks it.
         """
         return None
 
@@ -217,7 +220,10 @@ class GeneratorContract:
                     "seed=1234 must be used as given and recorded in job.info.seed, got "
                     f"{first.info.seed!r} and {second.info.seed!r}",
                 )
-            sent = self.sent_request(first), self.sent_request(second)
+            sent = (
+                _masked(self.sent_request(first), first.request.key),
+                _masked(self.sent_request(second), second.request.key),
+            )
             expect(
                 sent[0] == sent[1],
                 f"the same seed twice must send the same request to the server, got {sent[0]!r} "
@@ -290,6 +296,45 @@ class GeneratorContract:
                         "got other pixels",
                     )
         expect(saved == target, f"save({target}) must return the path written, got {saved}")
+
+    def test_jobs_are_found_by_their_key(self) -> None:
+        """A generator that implements ``find_job`` finds a submitted job by its request's
+        key (the same job id), and nothing for a key it never saw; its saved form from
+        ``on_sending`` attaches to the job once sent."""
+        with self.make_generator() as gen:
+            if type(gen).find_job is BaseImageGenerator.find_job:
+                skip("the generator does not implement find_job (optional)")
+            announced: list[dict[str, Any]] = []
+            job = gen.submit(
+                self.prompt,
+                width=self.width,
+                height=self.height,
+                seed=5,
+                on_sending=announced.append,
+            )
+            expect(
+                len(announced) == 1 and announced[0]["id"] is None,
+                f"submit(on_sending=...) must announce the job once, before it is sent, got "
+                f"{announced!r}",
+            )
+            found = gen.find_job(job.request)
+            expect(
+                found is not None and found.id == job.id,
+                f"find_job(job.request) must find job {job.id!r}, got {found!r} (send "
+                "request.key with the work in start_job)",
+            )
+            other = ImageRequest(
+                self.prompt, width=self.width, height=self.height, seed=5, key=str(uuid.uuid4())
+            )
+            missing = gen.find_job(other)
+            expect(missing is None, f"find_job of a key never sent must be None, got {missing!r}")
+            with self.make_generator() as fresh:
+                again = fresh.attach(json.loads(json.dumps(announced[0])))
+                expect(
+                    again.id == job.id,
+                    f"attach() of the announced job must find job {job.id!r}, got {again.id!r}",
+                )
+                again.wait(timeout=self.wait_timeout)
 
     def test_cancel_returns_a_bool_and_gives_no_image(self, tmp_path: Path) -> None:
         """``cancel()`` returns a bool; a canceled job raises on ``wait``/``save`` and the
@@ -487,3 +532,16 @@ class GeneratorContract:
                     f"a secret setting's value must never show, but {where} contains it: "
                     f"{text.replace(secret, '<SECRET>')}",
                 )
+
+
+def _masked(sent: object, key: str) -> object:
+    """``sent`` with the idempotency ``key`` replaced by ``<key>`` wherever it appears."""
+    if not key:
+        return sent
+    if isinstance(sent, str):
+        return sent.replace(key, "<key>")
+    if isinstance(sent, Mapping):
+        return {_masked(k, key): _masked(v, key) for k, v in sent.items()}
+    if isinstance(sent, (list, tuple)):
+        return type(sent)(_masked(v, key) for v in sent)
+    return sent

@@ -380,3 +380,21 @@ def test_socket_dropped_mid_prompt_reconnects_without_resubmitting(
         if entry["prompt"][2].get("1", {}).get("inputs", {}).get("color") == colour
     ]
     assert same == [image_id]  # submitted once
+
+
+def test_a_job_saved_before_sending_is_found_by_its_key(
+    generators: list[ComfyUIGenerator], template_path: Path
+) -> None:
+    """ComfyUI keeps the prompt id we choose (the request's key): a job journaled before it
+    was sent is found in /queue or /history by a fresh generator, never sent again."""
+    saved: list[dict[str, Any]] = []
+    job = make(generators, workflow_template=str(template_path)).submit(
+        "x", width=64, height=64, on_sending=saved.append
+    )
+    assert saved[0]["id"] is None
+    assert job.id == saved[0]["request"]["key"]
+    again = make(generators, workflow_template=str(template_path)).attach(saved[0])
+    again.wait(timeout=60)
+    print(f"\n  saved before sending, found by key: {again.id} ({again.status})")
+    assert again.id == job.id
+    assert again.status == "done"

@@ -500,3 +500,20 @@ def test_cli_generate_shows_progress(tmp_path):
     assert proc.returncode == 0
     assert verify_image(out)[1] == (640, 360)
     assert any("invokeai: running" in line for line in lines)
+
+
+def test_a_job_saved_before_sending_is_found_by_its_key(make, server):
+    """The item's destination carries the request's key: a job journaled before it was sent
+    is found by a fresh generator (list_all?destination=), never enqueued again."""
+    saved = []
+    job = make(graph_template=BLANK).submit("x", width=64, height=64, on_sending=saved.append)
+    assert saved[0]["id"] is None
+    again = make(graph_template=BLANK).attach(saved[0])
+    again.wait(timeout=60)
+    say(f"saved before sending, found by key: item {again.id} ({again.status})")
+    assert again.id == job.id
+    assert again.status == "done"
+    items = server.get(
+        "/api/v1/queue/default/list_all", params={"destination": job.ref.data["destination"]}
+    ).json()
+    assert len(items) == 1  # enqueued once

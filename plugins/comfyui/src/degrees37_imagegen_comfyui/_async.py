@@ -290,7 +290,7 @@ class AsyncComfyUI:
     async def start(self, request: ImageRequest) -> JobRef:
         """``astart_job``: prepare the workflow, make sure the socket listens, queue it."""
         gen = self.gen
-        prompt_id = str(uuid.uuid4())
+        prompt_id = request.key or str(uuid.uuid4())
         if _pure(gen, request):
             workflow, data = gen._prepare(request, self.client_id)
         else:  # uploads, LoRA names or the sampler list to read first: sync I/O, once
@@ -317,14 +317,7 @@ class AsyncComfyUI:
         try:
             return await self.post_prompt(prompt_body(workflow, self.client_id, prompt_id))
         except PromptMaybeSubmitted as exc:
-            log.info("POST /prompt failed after sending (%s); looking for %s", exc, prompt_id)
-            try:
-                if queue_state(await aretrying(self.gen, self.queue), prompt_id).where:
-                    return {"prompt_id": prompt_id}
-                if await aretrying(self.gen, self.history, prompt_id) is not None:
-                    return {"prompt_id": prompt_id}
-            except GeneratorError as lookup:
-                log.info("could not look for prompt %s: %s", prompt_id, lookup)
+            # Lost answer (work="unknown"): the core finds the prompt by its id (find_job).
             raise exc.cause from exc
 
     async def poll(self, ref: JobRef) -> JobUpdate:

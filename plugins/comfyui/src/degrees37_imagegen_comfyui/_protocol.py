@@ -25,6 +25,7 @@ from degrees37_imagegen.progress import Progress
 from ._errors import ComfyUIExecutionError, ComfyUIInterruptedError
 
 __all__ = [
+    "history_client_id",
     "QueueState",
     "cancel_action",
     "gone_update",
@@ -111,6 +112,12 @@ def history_entry(answer: Any, prompt_id: str) -> dict[str, Any] | None:
     """The entry of ``prompt_id`` in a ``GET /history/{id}`` answer (``{}`` while it has none)."""
     entry = answer.get(prompt_id) if isinstance(answer, Mapping) else None
     return dict(entry) if isinstance(entry, Mapping) else None
+
+
+def history_client_id(entry: Mapping[str, Any]) -> str:
+    """The client id a ``/history`` entry's prompt was queued with (``""`` if none)."""
+    item = entry.get("prompt")
+    return (_client_of(item) or "") if isinstance(item, list) else ""
 
 
 def output_images(entry: Mapping[str, Any]) -> list[dict[str, Any]]:

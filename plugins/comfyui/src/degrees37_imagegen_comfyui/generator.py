@@ -35,7 +35,14 @@ from ._img2img import (
 from ._inventory import Inventory
 from ._inventory import config_mapping as _mapping
 from ._monitor import PromptTracker
-from ._protocol import cancel_action, output_images, prompt_body, queue_state, read_request
+from ._protocol import (
+    cancel_action,
+    history_client_id,
+    output_images,
+    prompt_body,
+    queue_state,
+    read_request,
+)
 from ._samplers import DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS
 from ._settings import (
     check_headers,
@@ -206,11 +213,11 @@ class ComfyUIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         Options: ``steps``, ``cfg``, ``sampler``, ``scheduler``, ``checkpoint`` and the
         template's own fields override the settings for this image; ``output_index``
         chooses which of the prompt's images is fetched (default: the first). The socket
-        is opened (as a new client id) before the prompt is sent; a lost answer is looked
-        up in ``/queue`` and ``/history``, never sent twice.
+        is opened (as a new client id) before the prompt is sent. The prompt id is the
+        request's key, so that a lost answer is found (:meth:`find_job`), never sent twice.
         """
         client_id = uuid.uuid4().hex
-        prompt_id = str(uuid.uuid4())
+        prompt_id = request.key or str(uuid.uuid4())
         workflow, data = self._prepare(request, client_id)
         watch = self._new_watch(prompt_id, data)
         if self._follower.connect(watch):  # before submitting, so that no message is missed
@@ -261,6 +268,20 @@ class ComfyUIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
             data["output_index"] = index
         return workflow, data
 
+    def find_job(self, request: ImageRequest) -> JobRef | None:
+        """The prompt whose id is ``request.key``, in ``/queue`` or else in ``/history``
+        (in that order: ComfyUI moves a finished prompt from one to the other at once)."""
+        prompt_id = request.key
+        state = queue_state(self._api.queue(), prompt_id)
+        client_id = state.client_id
+        if state.where is None:
+            entry = self._api.history(prompt_id)
+            if entry is None:
+                return None
+            client_id = history_client_id(entry)
+        _, data = self._prepare(request, client_id or "")
+        return JobRef(prompt_id, data)
+
     def poll_job(self, ref: JobRef) -> JobUpdate:
         """Look once at ``/history`` and ``/queue``: where is the prompt?"""
         watch = self._watch(ref)
@@ -310,8 +331,7 @@ class ComfyUIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
             item = entry.get("prompt")
             item = item if isinstance(item, list) else []
             workflow = item[2] if len(item) > 2 and isinstance(item[2], Mapping) else {}
-            extra = item[3] if len(item) > 3 and isinstance(item[3], Mapping) else {}
-            client_id = str(extra.get("client_id") or "")
+            client_id = history_client_id(entry)
         else:
             state = queue_state(self.retrying(self._api.queue), image_id)
             if state.where is None:
@@ -374,15 +394,8 @@ class ComfyUIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         try:
             return self._api.post_prompt(prompt_body(workflow, client_id, prompt_id))
         except PromptMaybeSubmitted as exc:
-            # The request went out but the answer was lost: find it rather than resubmit.
-            log.info("POST /prompt failed after sending (%s); looking for %s", exc, prompt_id)
-            try:
-                if queue_state(self.retrying(self._api.queue), prompt_id).where is not None:
-                    return {"prompt_id": prompt_id}
-                if self.retrying(self._api.history, prompt_id) is not None:
-                    return {"prompt_id": prompt_id}
-            except GeneratorError as lookup:
-                log.info("could not look for prompt %s: %s", prompt_id, lookup)
+            # The request went out but the answer was lost (work="unknown"): the core looks
+            # the prompt up by its id (find_job) before anything is sent again.
             raise exc.cause from exc
 
     def _sampler_choices(self) -> tuple[tuple[str, ...], tuple[str, ...]]:

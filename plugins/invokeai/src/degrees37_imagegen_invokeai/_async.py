@@ -27,9 +27,7 @@ import httpx
 from degrees37_imagegen._aiohttp import AsyncClient, async_transport
 from degrees37_imagegen.aio import aretrying, asleep, await_event, ssl_context
 from degrees37_imagegen.errors import (
-    GeneratorConnectionError,
     GeneratorError,
-    GeneratorTimeoutError,
     IncompleteImageError,
 )
 from degrees37_imagegen.job import TERMINAL, JobRef, JobUpdate
@@ -37,11 +35,12 @@ from degrees37_imagegen.request import ImageRequest
 
 from ._api import QUEUE
 from ._events import _SIO_LOG, socket_address
-from ._http import check_response, json_body, transport_error, was_not_sent
+from ._http import check_response, json_body, transport_error
 from ._messages import QUEUE_ID, event_update, read_event
 from ._plan import (
     Lookups,
     enqueue_body,
+    enqueue_failure_work,
     enqueued,
     is_ours,
     new_destination,
@@ -277,7 +276,7 @@ class AsyncInvokeAI:
         """``astart_job``: plan the graph, subscribe, enqueue; never enqueued twice."""
         gen = self.gen
         plan = plan_image(request, gen.config, gen._template, await self._look_up(request))
-        destination = new_destination(request.width, request.height)
+        destination = new_destination(request.width, request.height, request.key)
         await self.ensure_events()  # subscribed before enqueuing: no event is missed
         found = await self._enqueue(enqueue_body(plan, destination), destination)
         ref = JobRef(str(found["item_id"]), gen._ref_data(found, destination, plan))
@@ -287,24 +286,8 @@ class AsyncInvokeAI:
     async def _enqueue(self, body: dict[str, Any], destination: str) -> dict[str, Any]:
         try:
             answer = await self.send("POST", f"{QUEUE}/enqueue_batch", json=body)
-        except (GeneratorConnectionError, GeneratorTimeoutError) as exc:
-            if was_not_sent(exc):
-                exc.work = "not_sent"
-                raise
-            try:  # it may have been queued: look for it rather than enqueue it again
-                items = await self.read(f"{QUEUE}/list_all", {"destination": destination})
-            except GeneratorError as lookup:
-                log.warning("could not check whether the image was queued: %s", lookup)
-                items = None
-            if isinstance(items, list) and items and isinstance(items[0], dict):
-                return dict(items[0])
-            raise type(exc)(
-                f"{exc}; no image was queued, and the request was not repeated since it "
-                "may have reached the server",
-                work="unknown",
-            ) from exc
         except GeneratorError as exc:
-            exc.work = exc.work or "not_sent"
+            exc.work = enqueue_failure_work(exc)  # "unknown": the core looks it up first
             raise
         return enqueued(answer)
 

@@ -12,7 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from degrees37_imagegen.errors import GeneratorError, InvalidRequestError
+from degrees37_imagegen.errors import (
+    GeneratorConnectionError,
+    GeneratorError,
+    GeneratorTimeoutError,
+    InvalidRequestError,
+    ServerError,
+    Work,
+)
 from degrees37_imagegen.images import DEFAULT_STRENGTH, IMAGE_OPTIONS
 from degrees37_imagegen.request import ImageRequest
 
@@ -24,6 +31,7 @@ from ._graphs import (
     build_enqueue_body,
     build_text_to_image,
 )
+from ._http import was_not_sent
 from ._img2img import INIT_IMAGE, add_image_to_image
 from ._loras import add_loras
 from ._queue import ItemFacts, model_identifier
@@ -49,6 +57,7 @@ def image_extra(options: Mapping[str, Any], found: Lookups) -> dict[str, Any]:
 __all__ = [
     "ORIGIN",
     "PER_CALL",
+    "enqueue_failure_work",
     "enqueued",
     "Lookups",
     "Plan",
@@ -199,11 +208,13 @@ def plan_image(
     return Plan(graph, data, facts, int(steps), extra)
 
 
-def new_destination(width: int, height: int) -> str:
-    """A destination unique to one request: it finds the item again if the enqueue's answer
-    is lost (``list_all?destination=``), instead of enqueuing a second image. It also says
-    the requested size, so that a job found by its item id alone is fitted to it."""
-    return f"{ORIGIN}:{uuid.uuid4().hex}:{width}x{height}"
+def new_destination(width: int, height: int, key: str = "") -> str:
+    """A destination unique to one request, made of its idempotency ``key``: it finds the
+    item again (``list_all?destination=``) if the enqueue's answer is lost or the client
+    was killed, instead of enqueuing a second image. It also says the requested size, so
+    that a job found by its item id alone is fitted to it."""
+    token = key.replace("-", "") if key else uuid.uuid4().hex
+    return f"{ORIGIN}:{token}:{width}x{height}"
 
 
 def requested_size(destination: Any) -> tuple[int, int] | None:
@@ -256,6 +267,20 @@ def is_ours(item: Mapping[str, Any], destination: str | None = None) -> bool:
     if destination is not None:
         return found == destination
     return item.get("origin") == ORIGIN and str(found or "").startswith(ORIGIN + ":")
+
+
+def enqueue_failure_work(error: GeneratorError) -> Work:
+    """What a failed ``enqueue_batch`` may have left on the server: ``not_sent`` when the
+    request never reached it or was refused (4xx), ``unknown`` when it may have been stored
+    (the connection failed after sending, or a 5xx): the core then looks the item up by its
+    destination before anything is enqueued again."""
+    if was_not_sent(error):
+        return "not_sent"
+    if isinstance(error, (GeneratorConnectionError, GeneratorTimeoutError)):
+        return "unknown"
+    if isinstance(error, ServerError) and (error.status or 0) >= 500:
+        return "unknown"
+    return error.work or "not_sent"
 
 
 def enqueued(answer: Any) -> dict[str, Any]:

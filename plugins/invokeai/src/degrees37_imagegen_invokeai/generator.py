@@ -22,9 +22,7 @@ from degrees37_imagegen.base import BaseImageGenerator
 from degrees37_imagegen.clock import Clock
 from degrees37_imagegen.errors import (
     ConfigError,
-    GeneratorConnectionError,
     GeneratorError,
-    GeneratorTimeoutError,
     IncompleteImageError,
     InvalidRequestError,
     JobCanceledError,
@@ -38,7 +36,6 @@ from ._catalog import Catalog
 from ._events import QueueEvents
 from ._follow import Follow, Follows, wait_for_news
 from ._graphs import OUTPUT_NODE
-from ._http import was_not_sent
 from ._inventory import Inventory
 from ._messages import QUEUE_ID
 from ._plan import (
@@ -46,6 +43,7 @@ from ._plan import (
     Lookups,
     Plan,
     enqueue_body,
+    enqueue_failure_work,
     enqueued,
     is_ours,
     model_of,
@@ -208,10 +206,21 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         if unknown:
             log.warning("generator %r ignores the arguments %s", self.name, ", ".join(unknown))
         plan = plan_image(request, self.config, self._template, self._look_up(request))
-        destination = new_destination(request.width, request.height)
+        destination = new_destination(request.width, request.height, request.key)
         self._start_events()  # subscribed before enqueuing: no event is missed
         item = self._enqueue(enqueue_body(plan, destination), destination)
         return JobRef(str(item["item_id"]), self._ref_data(item, destination, plan))
+
+    def find_job(self, request: ImageRequest) -> JobRef | None:
+        """The queue item enqueued for ``request`` (found by the destination its key makes),
+        or ``None`` when InvokeAI has none (never enqueued, or pruned)."""
+        destination = new_destination(request.width, request.height, request.key)
+        items = self._api.call("GET", f"{QUEUE}/list_all", params={"destination": destination})
+        found = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+        if not found:
+            return None
+        plan = plan_image(request, self.config, self._template, self._look_up(request))
+        return JobRef(str(found[0]["item_id"]), self._ref_data(found[0], destination, plan))
 
     def poll_job(self, ref: JobRef) -> JobUpdate:
         """Read the queue item once and say where the job is."""
@@ -371,35 +380,10 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         """Enqueue ``body``; the new item's ids (``item_id``, ``batch_id``)."""
         try:
             answer = self._send("POST", f"{QUEUE}/enqueue_batch", json=body)
-        except (GeneratorConnectionError, GeneratorTimeoutError) as exc:
-            if was_not_sent(exc):
-                exc.work = "not_sent"
-                raise
-            # The request may have reached the server and been queued: look for it rather
-            # than enqueue it again.
-            found = self._find_enqueued(destination)
-            if found is None:
-                raise type(exc)(
-                    f"{exc}; no image was queued, and the request was not repeated since it "
-                    "may have reached the server",
-                    work="unknown",
-                ) from exc
-            log.info("the enqueue's answer was lost but item %s is queued", found["item_id"])
-            return found
         except GeneratorError as exc:
-            exc.work = exc.work or "not_sent"
+            exc.work = enqueue_failure_work(exc)  # "unknown": the core looks it up first
             raise
         return enqueued(answer)
-
-    def _find_enqueued(self, destination: str) -> dict[str, Any] | None:
-        try:
-            items = self._read(f"{QUEUE}/list_all", {"destination": destination})
-        except GeneratorError as exc:
-            log.warning("could not check whether the image was queued: %s", exc)
-            return None
-        if isinstance(items, list) and items and isinstance(items[0], dict):
-            return dict(items[0])
-        return None
 
     def _read_item(self, item_id: str) -> dict[str, Any] | None:
         """The queue item, or ``None`` when InvokeAI has none by that id (deleted)."""

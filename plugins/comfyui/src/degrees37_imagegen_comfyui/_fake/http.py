@@ -127,15 +127,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404)
             return
         fake = self.server_fake
-        if fake.take_fault("view_500"):
+        if fake.take_fault("view_500", filename):
             self._reply(500, TEXT_500)
             return
-        if fake.take_fault("view_drop"):
+        if fake.take_fault("view_drop", filename):
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
-        if fake.take_fault("view_truncated"):
+        if fake.take_fault("view_truncated", filename):
             self.send_response(200)
             self.send_header("Content-Type", "image/png")
             self.send_header("Content-Length", str(len(data)))
@@ -157,12 +157,14 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body, bad_json = raw.decode(errors="replace"), True
         request = self._record(body)
-        if request.path == "/prompt" and fake.take_fault("post_drop"):
+        workflow = body.get("prompt") if isinstance(body, dict) else None
+        subject = json.dumps(workflow, sort_keys=True) if workflow is not None else None
+        if request.path == "/prompt" and fake.take_fault("post_drop", subject):
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
-        if request.path == "/prompt" and fake.take_fault("post_500"):
+        if request.path == "/prompt" and fake.take_fault("post_500", subject):
             self._reply(500, TEXT_500)
             return
         if request.path == "/prompt":

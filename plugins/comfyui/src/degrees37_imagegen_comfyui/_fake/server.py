@@ -66,6 +66,10 @@ class FakeComfyUI:
     faults: dict[str, int] = field(default_factory=dict)
     #: A fault hits one request in ``fault_spacing`` of its kind (1: the next ones).
     fault_spacing: int = 1
+    #: A fault of a kind hits each subject (a workflow, an image) once at most, so that the
+    #: faults spread over the jobs as independent faults would, instead of piling onto one
+    #: job's retries.
+    spread_faults: bool = False
     #: Where the captures are read from (``scripted_posts`` names files there): by
     #: default the ones shipped with the plugin.
     captures: CaptureFolder = CAPTURES
@@ -84,6 +88,7 @@ class FakeComfyUI:
         self.history: dict[str, Any] = {}
         self.files: dict[tuple[str, str, str], bytes] = {}
         self.counters: dict[str, int] = {}
+        self._faulted: set[tuple[str, str]] = set()
         self.number = 0
         self.interrupted = False
         self.interrupt_requests: list[Any] = []
@@ -213,11 +218,20 @@ class FakeComfyUI:
 
     # -- POST /prompt ----------------------------------------------------------------------
 
-    def take_fault(self, kind: str) -> bool:
-        """Whether the next request of ``kind`` fails (and count it)."""
+    def take_fault(self, kind: str, subject: str | None = None) -> bool:
+        """Whether the next request of ``kind`` fails (and count it).
+
+        ``subject`` says what the request is about (a workflow, an image), for
+        :attr:`spread_faults`."""
+        if not self.spread_faults:
+            subject = None
         with self.lock:
             seen = self.counters["seen:" + kind] = self.counters.get("seen:" + kind, 0) + 1
+            if subject is not None and (kind, subject) in self._faulted:
+                return False
             left = self.faults.get(kind, 0) if seen % self.fault_spacing == 0 else 0
+            if left > 0 and subject is not None:
+                self._faulted.add((kind, subject))
             if left > 0:
                 self.faults[kind] = left - 1
                 self.counters["fault:" + kind] = self.counters.get("fault:" + kind, 0) + 1
