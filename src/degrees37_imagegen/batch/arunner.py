@@ -2,9 +2,11 @@
 
 The async twin of the thread runner (:mod:`.runner`): ``concurrency`` jobs in flight per
 server, each a task on one event loop, driving the generators' async steps (natively for
-plugins that implement them, in worker threads otherwise). The bookkeeping is the
-:class:`~.runner.BatchRunner`'s own (skips, manifest, counts, events, cancel), so both
-drivers report the same way.
+plugins that implement them, in worker threads otherwise). Each job follows the thread
+runner's rules for faults (:func:`~.arecovery.amake_with_retries`), and the bookkeeping is
+the :class:`~.runner.BatchRunner`'s own (skips, journal, adoption, manifest, counts,
+events, cancel), so both drivers behave and report the same way. ``imagegen batch`` runs
+this engine in one thread (:func:`run_in_loop_thread`) when ``BatchRunner.driver`` says so.
 """
 
 from __future__ import annotations
