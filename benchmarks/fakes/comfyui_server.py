@@ -58,12 +58,15 @@ def timed_fake_class(seconds_per_image: float) -> Any:
         def __post_init__(self) -> None:
             super().__post_init__()
             self.times: dict[str, tuple[float, float]] = {}
+            #: By prompt id: the seed (the colour) it was made with: which job's it is.
+            self.seeds: dict[str, Any] = {}
             self._started = 0.0
 
         def _execute(self, item: Any) -> Any:
             self._started = time.perf_counter()  # one worker thread: one prompt at a time
             result = super()._execute(item)
             self.times[item.prompt_id] = (self._started, time.perf_counter())
+            self.seeds[item.prompt_id] = item.prompt["1"]["inputs"]["color"]
             return result
 
         def _save(self, images: list[Any], prefix: str, kind: str) -> dict[str, Any]:

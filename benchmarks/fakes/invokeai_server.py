@@ -133,6 +133,8 @@ class FakeInvokeAI:
         self.sio = SocketIOEndpoint() if socketio else None
         #: By job id: the InvokeAI plugin's job (and image) id is the queue item id, as text.
         self.times: dict[str, ItemTimes] = {}
+        #: By job id: the seed of the graph it made (which job's image it is).
+        self.seeds: dict[str, Any] = {}
         self._items: dict[int, _Item] = {}
         self._pending: list[int] = []
         # Each fake numbers its items from its own block, so that the job ids of a pool of
@@ -253,6 +255,7 @@ class FakeInvokeAI:
                 self.times[str(item.item_id)] = ItemTimes(
                     item.item_id, name, started, time.perf_counter()
                 )
+                self.seeds[str(item.item_id)] = _seed(item.batch)
             self._emit("queue_item_status_changed", status_changed(item.ids, "completed"))
 
     def _emit(self, name: str, data: dict[str, Any]) -> None:
@@ -354,6 +357,19 @@ def _output(graph: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The graph's last node (its output, in the graphs this fake is given) and its id."""
     node_id = list(graph.get("nodes", {}))[-1]
     return node_id, graph["nodes"][node_id]
+
+
+def _seed(batch: dict[str, Any]) -> Any:
+    """The seed a batch of one run asks for: its ``data`` for the ``seed`` node, as the
+    InvokeAI plugin sends it, or the first graph node with a ``seed``."""
+    for group in batch.get("data") or []:
+        for field_values in group:
+            if field_values.get("node_path") == "seed" and field_values.get("items"):
+                return field_values["items"][0]
+    for node in batch["graph"].get("nodes", {}).values():
+        if "seed" in node:
+            return node["seed"]
+    return None
 
 
 def _size(graph: dict[str, Any]) -> tuple[int, int]:

@@ -12,17 +12,48 @@ sent?" is answered the same way (a connection refused or timed out is ``ConnectE
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
-__all__ = ["AiohttpTransport", "async_transport"]
+__all__ = ["AiohttpTransport", "AsyncClient", "async_transport"]
 
 _CHUNK = 1 << 16
 #: Headers aiohttp writes itself, from the URL and the body.
 _OWN = frozenset({"host", "content-length", "transfer-encoding"})
+
+
+#: A path that needs no escaping: merged with the base URL without parsing it on its own.
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9._~/-]*\Z")
+#: Merged URLs kept per client (the fixed paths of a protocol, seen first).
+_KEPT = 64
+
+
+class AsyncClient(httpx.AsyncClient):
+    """``httpx.AsyncClient`` that joins a plain path to its ``base_url`` with one URL parse,
+    not two, and keeps the URLs of the first paths it sees (``/prompt``, ``/queue``...).
+
+    httpx parses a relative URL, then the merged one: ~0.1 ms of CPU a request, a tenth
+    of what a fast client spends on an image.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._merged: dict[str, httpx.URL] = {}
+
+    def _merge_url(self, url: httpx.URL | str) -> httpx.URL:
+        if not isinstance(url, str) or not _PLAIN_PATH.match(url):
+            return super()._merge_url(url)
+        merged = self._merged.get(url)
+        if merged is None:
+            base = self.base_url
+            merged = base.copy_with(raw_path=base.raw_path + url[1:].encode("ascii"))
+            if len(self._merged) < _KEPT:
+                self._merged[url] = merged
+        return merged
 
 
 def async_transport(

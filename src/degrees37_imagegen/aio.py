@@ -33,7 +33,6 @@ from .errors import (
     GeneratorLimitError,
     GeneratorTimeoutError,
     IncompleteImageError,
-    PluginError,
 )
 from .faults import backoff_delay
 from .files import output_format
@@ -125,6 +124,8 @@ async def acall(gen: BaseImageGenerator, func: Callable[..., Awaitable[T]], *arg
         return await func(*args)
     except GeneratorError as exc:
         gen._own(exc)
+        raise
+    except StopAsyncIteration:  # an iterator's end (``__anext__``), not a plugin's fault
         raise
     except Exception as exc:
         raise plugin_error(gen, exc) from exc
@@ -369,10 +370,6 @@ async def _guarded_chunks(
             chunk = await acall(gen, chunks.__anext__)
         except StopAsyncIteration:
             return
-        except PluginError as exc:
-            if isinstance(exc.__cause__, StopAsyncIteration):
-                return
-            raise
         yield chunk
 
 

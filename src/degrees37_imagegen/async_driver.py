@@ -12,12 +12,14 @@ to one driver per event loop, made on first use, and ``aclose`` closes it::
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .job import JobRef, JobUpdate
 from .request import ImageRequest
+
+if TYPE_CHECKING:  # asyncio is imported when a loop runs, not with every plugin (~20 ms)
+    import asyncio
 
 __all__ = ["AsyncDriver", "AsyncDriverSteps"]
 
@@ -56,6 +58,8 @@ class AsyncDriverSteps:
         raise NotImplementedError(f"{type(self).__name__} does not make an async driver")
 
     def _aio(self) -> AsyncDriver:
+        import asyncio
+
         driver = self._adriver
         if driver is None or driver.loop is not asyncio.get_running_loop():
             driver = self._adriver = self.make_async_driver()
@@ -83,8 +87,20 @@ class AsyncDriverSteps:
         """``cancel_job``, natively async."""
         return await self._aio().cancel(ref)
 
+    async def aclose_driver(self) -> None:
+        """Close the async driver if it belongs to this loop; the sync clients stay open
+        (a loop that ends while the generator lives on: the batch's loop thread)."""
+        import asyncio
+
+        driver = self._adriver
+        if driver is not None and driver.loop is asyncio.get_running_loop():
+            self._adriver = None
+            await driver.aclose()
+
     async def aclose(self) -> None:
         """Close the async driver (if it belongs to this loop), then the sync clients."""
+        import asyncio
+
         driver, self._adriver = self._adriver, None
         if driver is not None and driver.loop is asyncio.get_running_loop():
             await driver.aclose()

@@ -176,3 +176,16 @@ def make_pool(fake_servers: dict[str, FakeServer]) -> Callable[..., GeneratorPoo
         )
 
     return make
+
+
+@pytest.fixture(params=["threads", "async"], autouse=True)
+def batch_driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every batch test runs with both drivers: a thread per job, and one event loop
+    (``BatchRunner(driver=...)``'s default, here)."""
+    from degrees37_imagegen.batch import BatchRunner
+
+    defaults = dict(BatchRunner.__init__.__kwdefaults__ or {})
+    monkeypatch.setattr(
+        BatchRunner.__init__, "__kwdefaults__", {**defaults, "driver": request.param}
+    )
+    return str(request.param)

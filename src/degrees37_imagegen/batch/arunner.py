@@ -2,30 +2,33 @@
 
 The async twin of the thread runner (:mod:`.runner`): ``concurrency`` jobs in flight per
 server, each a task on one event loop, driving the generators' async steps (natively for
-plugins that implement them, in worker threads otherwise). The bookkeeping is the
-:class:`~.runner.BatchRunner`'s own (skips, manifest, counts, events, cancel), so both
-drivers report the same way.
+plugins that implement them, in worker threads otherwise). Each job follows the thread
+runner's rules for faults (:func:`~.arecovery.amake_with_retries`), and the bookkeeping is
+the :class:`~.runner.BatchRunner`'s own (skips, journal, adoption, manifest, counts,
+events, cancel), so both drivers behave and report the same way. ``imagegen batch`` runs
+this engine in one thread (:func:`run_in_loop_thread`) when ``BatchRunner.driver`` says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..aio import AsyncImageJob, acancel_quietly, await_or_cancel
+from ..aio import AsyncImageJob, acancel_quietly
 from ..base import BaseImageGenerator
-from ..errors import GeneratorConnectionError, JobCanceledError
-from ..files import check_output
-from ..progress import Progress
+from ..job import ImageJob
+from .arecovery import amake_with_retries
 from .jobs import Job
-from .manifest import needs_remake, read_manifest
 from .pool import GeneratorPool
-from .results import JobResult, bump
+from .results import JobResult
 from .runner import BatchRunner
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AsyncBatchEngine", "run_batch_async"]
 
@@ -88,86 +91,39 @@ class AsyncBatchEngine:
 
     async def _run_job(self, job: Job, gen: BaseImageGenerator) -> JobResult:
         runner = self.runner
-        path = runner.path_for(job)
-        with runner._lock:
-            runner._counts = bump(runner._counts, running=1)
-        runner._emit("started", job)
-        marks: dict[str, float] = {}
+        hooks = runner._start(job)
 
-        def on_progress(progress: Progress) -> None:
-            if progress.stage in {"running", "step"}:
-                marks.setdefault("running", time.perf_counter())
+        def on_submit(handle: ImageJob) -> None:
+            hooks.on_submit(handle)
+            if runner._canceling.is_set():
+                self._cancel_soon(handle)
+
+        # The thread runner's rules (recovery.py), on this loop: see arecovery.py.
+        try:
+            outcome = await amake_with_retries(
+                gen,
+                runner.path_for(job),
+                {**job.request(), "options": dict(job.extra)},
+                policy=runner._policy_for(gen),
+                on_progress=hooks.on_progress,
+                on_submit=on_submit,
+                on_sending=hooks.on_sending,
+                canceled=runner._canceling.is_set,
+                adopt=runner._adopt.pop(job.name, None),
+                counter=hooks.counter,
+            )
+        except Exception as exc:  # a job's failure, whatever it is, must not stop the batch
+            return runner._end_failed(job, gen, exc, hooks)
+        finally:
             with runner._lock:
-                flight = runner._in_flight.get(job.index)
-                if flight is not None:
-                    runner._in_flight[job.index] = (flight[0], flight[1], progress)
-            runner._emit("progress", job, progress=progress)
+                runner._in_flight.pop(job.index, None)
+        return runner._made(job, gen, outcome, hooks)
 
-        attempts = 0
-        max_attempts = len(gen.members) if isinstance(gen, GeneratorPool) else 1
-        while True:
-            attempts += 1
-            marks.clear()
-            submitted = time.perf_counter()
-            handle: AsyncImageJob | None = None
-            try:
-                check_output(path)
-                handle = await gen.asubmit(
-                    job.prompt,
-                    negative_prompt=job.negative_prompt,
-                    width=job.width,
-                    height=job.height,
-                    seed=job.seed,
-                    on_progress=on_progress,
-                    **job.extra,
-                )
-                with runner._lock:
-                    runner._in_flight[job.index] = (job, handle.sync_job, None)
-                if runner._canceling.is_set():
-                    await acancel_quietly(handle)
-                await await_or_cancel(handle, gen.job_timeout())
-                generated = time.perf_counter()
-                await handle.save(path)
-                saved = time.perf_counter()
-            except JobCanceledError as exc:
-                return runner._failed(job, gen, exc, attempts, submitted, status="canceled")
-            except GeneratorConnectionError as exc:
-                if (
-                    isinstance(gen, GeneratorPool)
-                    and attempts < max_attempts
-                    and gen.live_members()
-                ):
-                    continue
-                return runner._failed(job, gen, exc, attempts, submitted)
-            except Exception as exc:  # a job's failure must not stop the batch
-                return runner._failed(job, gen, exc, attempts, submitted)
-            finally:
-                with runner._lock:
-                    runner._in_flight.pop(job.index, None)
-            break
-        info = handle.info
-        assert info is not None  # a saved job is done
-        timings = {
-            "generate": generated - submitted,
-            "download": saved - generated,
-            "total": saved - submitted,
-        }
-        if "running" in marks:
-            timings["queued"] = marks["running"] - submitted
-        server = None
-        if isinstance(gen, GeneratorPool):
-            server = gen.member_for(handle.sync_job).label
-        return JobResult(
-            job=job,
-            status="done",
-            path=path,
-            seed=info.seed,
-            generator=info.generator or gen.name,
-            server=server,
-            image_id=handle.id,
-            timings=timings,
-            attempts=attempts,
-        )
+    def _cancel_soon(self, handle: ImageJob) -> None:
+        """Cancel ``handle`` on its server from this loop (the batch is being canceled)."""
+        task = asyncio.ensure_future(acancel_quietly(AsyncImageJob(handle)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 async def run_batch_async(
@@ -190,25 +146,11 @@ async def run_batch_async(
     if runner is None:
         runner = BatchRunner(generator, out_dir, **options)
     jobs = list(jobs)
-    for job in jobs:
-        runner.generator_for(job)  # unknown generator names fail before anything runs
-    runner._stop.clear()
-    runner._canceling.clear()
-    runner._started = time.perf_counter()
-    runner._ended = None
-    runner._failures = []
-    runner._counts = type(runner._counts)(total=len(jobs))
-    previous = read_manifest(runner.out_dir) if runner.out_dir.is_dir() else {}
+    previous = runner._begin(jobs)
     try:
         todo: list[Job] = []
-        for job in jobs:
-            record = previous.get(job.name)
-            if not runner.force and runner.is_done(job) and not needs_remake(record, job):
-                result = runner._skipped(job, record)
-                runner._finish(result)
-                yield result
-            else:
-                todo.append(job)
+        for result in runner._skips(jobs, previous, todo):
+            yield result
         async for result in AsyncBatchEngine(runner).run(todo):
             yield result
     finally:
@@ -230,7 +172,10 @@ def run_in_loop_thread(runner: BatchRunner, todo: Sequence[Job]) -> Iterator[Job
             async for result in AsyncBatchEngine(runner).run(todo):
                 results.put(result)
         finally:
-            results.put(_DONE)
+            try:
+                await _close_loop_drivers(runner)
+            finally:
+                results.put(_DONE)
 
     thread = threading.Thread(
         target=asyncio.run, args=(main(),), name="imagegen-batch-loop", daemon=True
@@ -246,3 +191,19 @@ def run_in_loop_thread(runner: BatchRunner, todo: Sequence[Job]) -> Iterator[Job
             return
         if isinstance(item, JobResult):
             yield item
+
+
+async def _close_loop_drivers(runner: BatchRunner) -> None:
+    """Close the async drivers the batch's loop made (its sockets and clients); the
+    generators themselves stay open for their owner."""
+    gens = {id(g): g for g in [runner.generator, *runner.generators.values()]}
+    for gen in list(gens.values()):
+        for member in gen.members if isinstance(gen, GeneratorPool) else ():
+            gens[id(member.generator)] = member.generator
+    for gen in gens.values():
+        close = getattr(gen, "aclose_driver", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception:  # a socket that fails to close is gone either way
+                log.debug("closing %r's async driver failed", gen.name, exc_info=True)

@@ -12,7 +12,8 @@ alone, where to carry on after a transient fault (see :mod:`degrees37_imagegen.f
 
 Retries of the ``retry`` kind are counted against a job-level budget; waiting for a server
 that does not answer is bounded by the outage tolerance instead. Final failures are raised
-at once.
+at once. The decisions are :mod:`.retry_rules`' (no I/O), shared with the event loop's
+twin, :func:`~.arecovery.amake_with_retries`.
 """
 
 from __future__ import annotations
@@ -25,19 +26,23 @@ from typing import Any
 
 from .._pipeline import cancel_quietly
 from ..base import BaseImageGenerator
-from ..errors import (
-    GeneratorConnectionError,
-    GeneratorError,
-    GeneratorTimeoutError,
-    JobCanceledError,
-)
-from ..faults import backoff_delay, classify
+from ..errors import GeneratorError, JobCanceledError
 from ..files import check_output
 from ..generation import GenerationResult
 from ..job import ImageJob
 from ..progress import Progress, ProgressCallback
 from .health import revive_due
 from .pool import GeneratorPool
+from .retry_rules import (
+    judge,
+    may_wait_outage,
+    outage_error,
+    outage_wait,
+    outage_without_wait,
+    over_time,
+    retry_kind,
+    retry_wait,
+)
 
 __all__ = [
     "DEFAULT_OUTAGE_TOLERANCE",
@@ -149,25 +154,22 @@ def make_with_retries(
             outage_since = None
             break
         except Exception as exc:
-            if (
-                isinstance(exc, GeneratorTimeoutError)
-                and handle is not None
-                and not handle.done
-                and deadline is not None
-                and clock.monotonic() >= deadline
-            ):  # the job's own time limit, not a slow read: give up on it
-                cancel_quietly(handle)
+            job_done = None if handle is None else handle.done
+            if over_time(exc, job_done=job_done, deadline=deadline, now=clock.monotonic()):
+                assert handle is not None
+                cancel_quietly(handle)  # the job's own time limit: give up on it
                 raise
-            fault = classify(exc, canceled_by_us=canceled())
-            if not fault.transient:
+            verdict = judge(
+                exc, canceling=canceled(), status=None if handle is None else handle.status
+            )
+            if verdict is None:
                 raise
-            if handle is not None and handle.status in ("canceled", "failed"):
-                if handle.status == "failed":
-                    raise
+            if verdict.resubmit:
                 handle = None  # lost by the server: submit it again
-            if fault.kind == "outage":
+            if verdict.fault.kind == "outage":
                 server = handle.generator if handle is not None else gen
-                if policy.outage_tolerance <= 0 and (handle is None or handle.generator is gen):
+                on_member = handle is not None and handle.generator is not gen
+                if outage_without_wait(policy, on_member=on_member):
                     raise  # no waiting for servers: fail as the server said
                 if not _answers(server):
                     if _move(gen, handle, exc):  # a pool: another server makes it
@@ -175,7 +177,7 @@ def make_with_retries(
                         if counter is not None:
                             counter("moved")
                         continue
-                    if policy.outage_tolerance <= 0:
+                    if not may_wait_outage(policy):
                         raise  # no waiting for servers: fail as the server said
                     now = clock.monotonic()
                     outage_since = outage_since if outage_since is not None else now
@@ -184,22 +186,14 @@ def make_with_retries(
                         counter("outage")
                     continue  # where the job was, without spending the retry budget
             retries += 1
-            # Downloading a finished image again costs the server nothing: more tries.
-            budget = policy.retries * (2 if handle is not None and handle.done else 1)
-            if retries > budget:
+            delay = retry_wait(
+                policy, retries, verdict.fault, job_done=handle is not None and handle.done
+            )
+            if delay is None:
                 raise
             if counter is not None:
-                counter("lost" if fault.lost else "retry")
-            _sleep(
-                clock,
-                backoff_delay(
-                    retries,
-                    base=policy.base_delay,
-                    cap=policy.max_delay,
-                    retry_after=fault.retry_after,
-                ),
-                canceled,
-            )
+                counter(retry_kind(verdict.fault))
+            _sleep(clock, delay, canceled)
     t2 = time.perf_counter()
     info = handle.info
     assert info is not None  # a saved job has its info
@@ -265,13 +259,9 @@ def _wait_for(
     probe = 0
     while True:
         waited = clock.monotonic() - since
-        if waited >= policy.outage_tolerance:
-            raise GeneratorConnectionError(
-                f"{where} did not answer for {waited:.0f}s (outage tolerance "
-                f"{policy.outage_tolerance:g}s): {error}",
-                generator=gen.name,
-                work="unknown",
-            ) from error
+        delay = outage_wait(policy, waited=waited, probe=probe + 1)
+        if delay is None:
+            raise outage_error(where, gen.name, error, waited, policy) from error
         if on_progress is not None:
             on_progress(
                 Progress(
@@ -281,8 +271,7 @@ def _wait_for(
                 )
             )
         probe += 1
-        delay = backoff_delay(probe, base=policy.base_delay, cap=policy.max_delay)
-        _sleep(clock, min(delay, max(0.0, policy.outage_tolerance - waited)), canceled)
+        _sleep(clock, delay, canceled)
         if canceled() or _answers(gen):
             return
 

@@ -32,7 +32,13 @@ from .jobs import Job, JobProblem
 from .journal import adoptable, journal_record, remove_leftovers
 from .manifest import ManifestWriter, manifest_name, needs_remake, read_manifest
 from .pool import GeneratorPool
-from .recovery import DEFAULT_OUTAGE_TOLERANCE, DEFAULT_RETRIES, RetryPolicy, make_with_retries
+from .recovery import (
+    DEFAULT_OUTAGE_TOLERANCE,
+    DEFAULT_RETRIES,
+    Made,
+    RetryPolicy,
+    make_with_retries,
+)
 from .results import (
     BatchCallback,
     BatchCounts,
@@ -45,6 +51,7 @@ from .results import (
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
+    "BatchDriver",
     "BatchCallback",
     "BatchCounts",
     "BatchEvent",
@@ -62,6 +69,9 @@ DEFAULT_CONCURRENCY = 2
 
 _WORKER_DONE = object()
 
+#: How a batch's jobs run: see :class:`BatchRunner`.
+BatchDriver = Literal["auto", "threads", "async"]
+
 
 class BatchRunner:
     """Runs jobs with ``generator`` into the folder ``out_dir``.
@@ -70,6 +80,9 @@ class BatchRunner:
     (jobs without one use ``generator``). ``concurrency`` is the number of jobs in flight per
     server (default 2: one running, one queued). ``force`` remakes images that are already
     there. ``on_progress`` receives :class:`BatchEvent` reports from worker threads.
+    ``driver`` runs the jobs on a thread each (``"threads"``), on one event loop in one
+    thread (``"async"``), or on the loop when every generator is natively async (``"auto"``,
+    see :meth:`uses_event_loop`); both follow the same retry rules.
     ``manifest=False`` writes no manifest; ``shard=(k, n)`` names the manifest after the
     shard. ``retries`` is each job's budget of retries of transient faults;
     ``outage_tolerance`` how long a job waits for a server that does not answer (seconds;
@@ -98,7 +111,10 @@ class BatchRunner:
         retries: int = DEFAULT_RETRIES,
         outage_tolerance: float | None = None,
         retry_base_delay: float = 1.0,
+        driver: BatchDriver = "auto",
     ) -> None:
+        if driver not in ("auto", "threads", "async"):
+            raise ValueError(f"driver must be 'auto', 'threads' or 'async', got {driver!r}")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be 1 or more, got {concurrency!r}")
         self.generator = generator
@@ -107,6 +123,8 @@ class BatchRunner:
         self.concurrency = concurrency
         self.force = force
         self.on_progress = on_progress
+        #: ``threads`` (a thread per job in flight), ``async`` (one event loop), or ``auto``.
+        self.driver: BatchDriver = driver
         #: How hard each job tries (retries of transient faults, outage tolerance).
         self.policy = RetryPolicy(
             retries,
@@ -180,6 +198,20 @@ class BatchRunner:
         :meth:`wait` to let the running ones finish and write their files.
         """
         jobs = list(jobs)
+        previous = self._begin(jobs)
+        try:
+            todo: list[Job] = []
+            yield from self._skips(jobs, previous, todo)
+            yield from self._run_workers(todo)
+        finally:
+            self.stop()
+            if not any(t.is_alive() for t in self._threads) and self._manifest is not None:
+                self._manifest.close()
+            self._ended = time.perf_counter()
+
+    def _begin(self, jobs: Sequence[Job]) -> Mapping[str, Mapping[str, Any]]:
+        """Start a batch of ``jobs``: check their generators, reset the counts, remove what
+        a killed run left, find its jobs to adopt; return the manifest's records."""
         for job in jobs:
             self.generator_for(job)  # unknown generator names fail before anything runs
         self._stop.clear()
@@ -192,25 +224,41 @@ class BatchRunner:
         if self.out_dir.is_dir():
             remove_leftovers(self.out_dir, (self.path_for(j).name for j in jobs))  # a killed run's
         self._adopt = adoptable(previous, jobs, force=self.force)
-        try:
-            todo: list[Job] = []
-            for job in jobs:
-                record = previous.get(job.name)
-                if not self.force and self.is_done(job) and not needs_remake(record, job):
-                    result = self._skipped(job, record)
-                    self._finish(result)
-                    yield result
-                else:
-                    todo.append(job)
-            yield from self._run_workers(todo)
-        finally:
-            self.stop()
-            if not any(t.is_alive() for t in self._threads) and self._manifest is not None:
-                self._manifest.close()
-            self._ended = time.perf_counter()
+        return previous
+
+    def _skips(
+        self, jobs: Sequence[Job], previous: Mapping[str, Mapping[str, Any]], todo: list[Job]
+    ) -> Iterator[JobResult]:
+        """Yield the jobs whose file is there, whole and of the same request, as skipped;
+        put the others in ``todo``."""
+        for job in jobs:
+            record = previous.get(job.name)
+            if not self.force and self.is_done(job) and not needs_remake(record, job):
+                result = self._skipped(job, record)
+                self._finish(result)
+                yield result
+            else:
+                todo.append(job)
+
+    def uses_event_loop(self, jobs: Iterable[Job]) -> bool:
+        """Whether ``jobs`` run on one event loop (:mod:`.arunner`) rather than a thread per
+        job in flight: ``driver="async"``, or ``"auto"`` when every generator they use
+        implements its async steps natively (the same servers kept as busy, for a fraction
+        of the client's CPU; a plugin without them would need a thread per step anyway)."""
+        if self.driver != "auto":
+            return self.driver == "async"
+        from ..aio import is_native
+
+        used = {id(g): g for g in map(self.generator_for, jobs)}
+        return bool(used) and all(is_native(g) for g in used.values())
 
     def _run_workers(self, todo: Sequence[Job]) -> Iterator[JobResult]:
         if not todo:
+            return
+        if self.uses_event_loop(todo):
+            from .arunner import run_in_loop_thread
+
+            yield from run_in_loop_thread(self, todo)
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         results: queue.Queue[object] = queue.Queue()
@@ -263,81 +311,65 @@ class BatchRunner:
 
     def _run_job(self, job: Job, gen: BaseImageGenerator) -> JobResult:
         path = self.path_for(job)
-        with self._lock:
-            self._counts = bump(self._counts, running=1)
-        self._emit("started", job)
-        marks: dict[str, float] = {}
-
-        def on_progress(progress: Progress) -> None:
-            if progress.stage in {"running", "step"}:
-                marks.setdefault("running", time.perf_counter())
-            with self._lock:
-                flight = self._in_flight.get(job.index)
-                if flight is not None:
-                    self._in_flight[job.index] = (flight[0], flight[1], progress)
-            self._emit("progress", job, progress=progress)
-
-        announced: list[bool] = []
-
-        def on_sending(saved: dict[str, Any]) -> None:
-            # Durable before anything is sent: a kill from here on costs no image twice.
-            announced.append(self._journal(job, saved, sync=True))
+        hooks = self._start(job)
 
         def on_submit(handle: ImageJob) -> None:
-            with self._lock:
-                self._in_flight[job.index] = (job, handle, None)
-            try:
-                saved = handle.to_dict()
-            except GeneratorError:
-                saved = None  # a job that cannot be re-attached has nothing to journal
-            if saved is not None:
-                # With the job already journaled by its key, this record only saves the
-                # rerun a lookup: no need to wait for the disk.
-                self._journal(job, saved, sync=not (announced and announced[-1]))
+            hooks.on_submit(handle)
             if self._canceling.is_set():
                 handle.cancel()
 
-        def counter(kind: str) -> None:
-            with self._lock:
-                self.retries[kind] = self.retries.get(kind, 0) + 1
-
         # Transient faults are retried where the job is (downloaded again, waited for again,
         # submitted again only when the server lost it or never had it): see recovery.py.
-        submitted = time.perf_counter()
-        request = {**job.request(), "options": dict(job.extra)}
         try:
             outcome = make_with_retries(
                 gen,
                 path,
-                request,
+                {**job.request(), "options": dict(job.extra)},
                 policy=self._policy_for(gen),
-                on_progress=on_progress,
+                on_progress=hooks.on_progress,
                 on_submit=on_submit,
-                on_sending=on_sending,
+                on_sending=hooks.on_sending,
                 canceled=self._canceling.is_set,
                 adopt=self._adopt.pop(job.name, None),
-                counter=counter,
+                counter=hooks.counter,
             )
-        except JobCanceledError as exc:
-            if self._canceling.is_set():
-                return self._failed(job, gen, exc, 1, submitted, status="canceled")
-            return self._failed(job, gen, exc, 1, submitted)
         except Exception as exc:  # a job's failure, whatever it is, must not stop the batch
-            return self._failed(job, gen, exc, 1, submitted)
+            return self._end_failed(job, gen, exc, hooks)
         finally:
             with self._lock:
                 self._in_flight.pop(job.index, None)
+        return self._made(job, gen, outcome, hooks)
+
+    def _start(self, job: Job) -> _JobHooks:
+        """Count ``job`` as running, tell the display, and make its callbacks."""
+        with self._lock:
+            self._counts = bump(self._counts, running=1)
+        self._emit("started", job)
+        return _JobHooks(self, job)
+
+    def _end_failed(
+        self, job: Job, gen: BaseImageGenerator, exc: BaseException, hooks: _JobHooks
+    ) -> JobResult:
+        """The result of a job that :func:`make_with_retries` gave up on."""
+        if isinstance(exc, JobCanceledError) and self._canceling.is_set():
+            return self._failed(job, gen, exc, 1, hooks.submitted, status="canceled")
+        return self._failed(job, gen, exc, 1, hooks.submitted)
+
+    def _made(
+        self, job: Job, gen: BaseImageGenerator, outcome: Made, hooks: _JobHooks
+    ) -> JobResult:
+        """The result of a job made into its file."""
         made, attempts = outcome.result, max(1, outcome.attempts)
         timings = dict(made.timings)
-        if "running" in marks:
-            timings["queued"] = marks["running"] - submitted
+        if "running" in hooks.marks:
+            timings["queued"] = hooks.marks["running"] - hooks.submitted
         server, image_id = None, made.image_id
         if isinstance(gen, GeneratorPool) and made.job is not None:
             server = gen.member_for(made.job).label
         return JobResult(
             job=job,
             status="done",
-            path=path,
+            path=made.path,
             seed=made.info.seed,
             generator=made.info.generator or gen.name,
             server=server,
@@ -511,6 +543,55 @@ class BatchRunner:
             elapsed=end - self._started,
             failures=sorted(failures, key=lambda r: r.job.index),
         )
+
+
+class _JobHooks:
+    """One running job's callbacks for :func:`make_with_retries` (and its async twin):
+    progress into the runner's in-flight table and events, each submission journaled
+    before it is sent and its handle as its server accepts it, retries counted."""
+
+    def __init__(self, runner: BatchRunner, job: Job) -> None:
+        self.runner = runner
+        self.job = job
+        self.marks: dict[str, float] = {}
+        self.submitted = time.perf_counter()
+        #: Whether each submission's saved form was journaled before it was sent.
+        self.announced: list[bool] = []
+
+    def on_progress(self, progress: Progress) -> None:
+        """File ``progress`` and report it."""
+        runner, job = self.runner, self.job
+        if progress.stage in {"running", "step"}:
+            self.marks.setdefault("running", time.perf_counter())
+        with runner._lock:
+            flight = runner._in_flight.get(job.index)
+            if flight is not None:
+                runner._in_flight[job.index] = (flight[0], flight[1], progress)
+        runner._emit("progress", job, progress=progress)
+
+    def on_sending(self, saved: dict[str, Any]) -> None:
+        """The job is about to be sent: journal its saved form (with its idempotency key)."""
+        # Durable before anything is sent: a kill from here on costs no image twice.
+        self.announced.append(self.runner._journal(self.job, saved, sync=True))
+
+    def on_submit(self, handle: ImageJob) -> None:
+        """``handle`` is on its server: in flight, and journaled."""
+        runner, job = self.runner, self.job
+        with runner._lock:
+            runner._in_flight[job.index] = (job, handle, None)
+        try:
+            saved = handle.to_dict()
+        except GeneratorError:
+            return  # a job that cannot be re-attached has nothing to journal
+        # With the job already journaled by its key, this record only saves the rerun a
+        # lookup: no need to wait for the disk.
+        runner._journal(job, saved, sync=not (self.announced and self.announced[-1]))
+
+    def counter(self, kind: str) -> None:
+        """Count a retry of ``kind``."""
+        runner = self.runner
+        with runner._lock:
+            runner.retries[kind] = runner.retries.get(kind, 0) + 1
 
 
 def run_batch(

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
+from degrees37_imagegen._lazy import lazy_module
 from degrees37_imagegen.errors import (
     ConfigError,
     GeneratorConnectionError,
@@ -27,6 +26,11 @@ from degrees37_imagegen.redaction import redact_url
 
 from ._errors import BODY_LIMIT, ComfyUIServerError, ComfyUIValidationError, http_error
 from ._protocol import history_entry
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported when a request is made (see degrees37_imagegen._lazy)
+    httpx = lazy_module("httpx")
 
 __all__ = [
     "DEFAULT_PORT",
@@ -112,7 +116,7 @@ class ComfyUIAPI:
         self.base_url = base_url
         self.shown_url = redact_url(base_url)
         self._headers = dict(headers)
-        self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self._timeouts = (timeout, connect_timeout)  # an httpx.Timeout with the client
         self._verify = verify
         self._transport = transport
         self._client: httpx.Client | None = None
@@ -126,7 +130,7 @@ class ComfyUIAPI:
                 self._client = httpx.Client(
                     base_url=self.base_url,
                     headers=self._headers,
-                    timeout=self._timeout,
+                    timeout=httpx.Timeout(self._timeouts[0], connect=self._timeouts[1]),
                     verify=self._verify,
                     follow_redirects=False,
                     transport=self._transport,

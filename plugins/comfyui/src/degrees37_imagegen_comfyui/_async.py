@@ -28,7 +28,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from degrees37_imagegen._aiohttp import async_transport
+from degrees37_imagegen._aiohttp import AsyncClient, async_transport
 from degrees37_imagegen.aio import aretrying, asleep, await_event, ssl_context
 from degrees37_imagegen.errors import GeneratorError, InvalidRequestError, ServerError
 from degrees37_imagegen.job import TERMINAL, JobRef, JobStatus, JobUpdate
@@ -101,7 +101,7 @@ class AsyncComfyUI:
         if self._client is None:
             gen = self.gen
             context = ssl_context(bool(gen.config["verify_ssl"]))
-            self._client = httpx.AsyncClient(
+            self._client = AsyncClient(
                 base_url=gen.http_url,
                 headers=gen._headers,
                 timeout=httpx.Timeout(gen.request_timeout, connect=gen.connect_timeout),

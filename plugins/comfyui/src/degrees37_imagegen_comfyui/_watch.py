@@ -15,10 +15,7 @@ import ssl
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from websockets.exceptions import ConnectionClosed, WebSocketException
-from websockets.sync.client import ClientConnection, connect
+from typing import TYPE_CHECKING, Any
 
 from degrees37_imagegen.clock import Clock
 from degrees37_imagegen.errors import GeneratorError
@@ -28,6 +25,9 @@ from degrees37_imagegen.redaction import RedactingLogger
 from ._api import ComfyUIAPI
 from ._monitor import PromptTracker, decode
 from ._protocol import gone_update, history_update, queue_state, queue_update
+
+if TYPE_CHECKING:  # websockets is imported when a socket opens (~30 ms of CPU otherwise)
+    from websockets.sync.client import ClientConnection
 
 __all__ = ["Follower", "Watch", "open_socket"]
 
@@ -46,6 +46,8 @@ def open_socket(
     connect_timeout: float,
 ) -> ClientConnection:
     """Open ComfyUI's WebSocket as ``client_id`` (raises when it cannot)."""
+    from websockets.sync.client import connect
+
     url = f"{ws_url}?clientId={client_id}"
     ssl_context: ssl.SSLContext | None = None
     if url.startswith("wss:"):
@@ -167,6 +169,8 @@ class Follower:
         if socket is None:
             clock.sleep(timeout)
             return self._poll(watch)
+        from websockets.exceptions import WebSocketException  # imported with the socket
+
         while True:
             # At the deadline, still take what has arrived already (recv with 0 does not
             # wait): messages are read in order, before any poll could skip them.
@@ -175,7 +179,7 @@ class Follower:
                 raw = socket.recv(timeout=remaining)
             except TimeoutError:
                 break
-            except (ConnectionClosed, WebSocketException, OSError) as exc:
+            except (WebSocketException, OSError) as exc:  # ConnectionClosed is one
                 log.info(
                     "WebSocket to %s lost while waiting for prompt %s (%s); reconnecting, "
                     "and polling meanwhile",

@@ -9,14 +9,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
-
+from degrees37_imagegen._lazy import lazy_module
 from degrees37_imagegen.errors import GeneratorError
 
 from ._http import check_response, json_body, transport_error
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported when a request is made (see degrees37_imagegen._lazy)
+    httpx = lazy_module("httpx")
 
 __all__ = ["QUEUE", "InvokeAIAPI"]
 

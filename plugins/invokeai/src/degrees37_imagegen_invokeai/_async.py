@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from degrees37_imagegen._aiohttp import async_transport
+from degrees37_imagegen._aiohttp import AsyncClient, async_transport
 from degrees37_imagegen.aio import aretrying, asleep, await_event, ssl_context
 from degrees37_imagegen.errors import (
     GeneratorError,
@@ -119,7 +119,7 @@ class AsyncInvokeAI:
             headers = {"Accept": "application/json"}
             if token:
                 headers["Authorization"] = f"Bearer {token}"
-            self._client = httpx.AsyncClient(
+            self._client = AsyncClient(
                 base_url=self.gen.base_url,
                 timeout=float(self.gen.config["timeout"]),
                 headers=headers,

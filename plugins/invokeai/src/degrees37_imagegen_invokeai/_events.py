@@ -18,18 +18,18 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-import engineio
-import socketio
 
 from degrees37_imagegen.redaction import RedactingLogger, redact_url
 
 from ._messages import QUEUE_ID, News, read_event
 from ._schedule import reconnect_delay
 
-__all__ = ["ItemWatch", "QueueEvents", "SocketClient", "socket_address"]
+if TYPE_CHECKING:
+    import socketio
+
+__all__ = ["ItemWatch", "QueueEvents", "socket_address", "socket_client"]
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,6 @@ _MAX_QUEUED = 512
 #: One that drops sooner counts as a failed attempt (backing off), not to hammer a server
 #: that accepts sockets and then closes them.
 _HEALTHY = 10.0
-#: How long closing waits for the socket's reader thread to end (seconds).
-_CLOSE_WAIT = 5.0
 
 
 class _LibraryLog(RedactingLogger):
@@ -62,39 +60,15 @@ class _LibraryLog(RedactingLogger):
 _SIO_LOG = _LibraryLog(logging.getLogger(__name__ + ".socketio"))
 
 
-class _InOrderEngineIO(engineio.Client):  # type: ignore[misc]
-    """python-engineio's client, with two fixes for how this plugin uses it.
-
-    It runs each message's handler on a new thread, so events could be seen out of order
-    (step 12 before step 11); ours only files the event and returns, so it runs on the
-    reader thread, in the order the server sent them. And its writer thread may take the
-    close packet and the end marker behind it in one go, then wait for another packet for
-    ``pingInterval + 5`` seconds while ``disconnect`` waits for it: a second end marker
-    ends it at once.
-    """
-
-    def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
-        if event == "message":
-            kwargs["run_async"] = False
-        return super()._trigger_event(event, *args, **kwargs)
-
-    def disconnect(self, abort: bool = False, reason: Any = None) -> None:
-        queue, reader = getattr(self, "queue", None), getattr(self, "read_loop_task", None)
-        super().disconnect(abort=True, reason=reason)
-        if queue is not None:
-            queue.put(None)
-        if not abort and reader is not None and reader is not threading.current_thread():
-            reader.join(_CLOSE_WAIT)
+ClientFactory = Callable[..., "socketio.Client"]
 
 
-class SocketClient(socketio.Client):  # type: ignore[misc]
-    """``socketio.Client`` whose events arrive in order (see :class:`_InOrderEngineIO`)."""
+def socket_client(**options: Any) -> socketio.Client:
+    """A :class:`~._sockets.SocketClient`: python-socketio is imported only when a socket
+    is opened (importing it, and aiohttp behind it, costs ~0.3 s of CPU)."""
+    from ._sockets import SocketClient
 
-    def _engineio_client_class(self) -> type[engineio.Client]:
-        return _InOrderEngineIO
-
-
-ClientFactory = Callable[..., socketio.Client]
+    return SocketClient(**options)
 
 
 def socket_address(base_url: str) -> tuple[str, str]:
@@ -167,7 +141,7 @@ class QueueEvents:
         token: str | None = None,
         open_timeout: float = 10.0,
         generator: str | None = None,
-        client_factory: ClientFactory = SocketClient,
+        client_factory: ClientFactory = socket_client,
     ) -> None:
         self.url, self.path = socket_address(base_url)
         self.shown_url = redact_url(self.url + self.path)
@@ -411,6 +385,8 @@ def _disconnect(sio: socketio.Client) -> None:
 
 def _describe(exc: BaseException) -> str:
     """A short reason for logs: never the URL (it may hold a password) nor a header."""
+    import socketio  # imported already: the socket that failed is its
+
     if isinstance(exc, socketio.exceptions.ConnectionError):
         text = str(exc.args[0]) if exc.args else type(exc).__name__
         return redact_url(text)[:200]

@@ -6,10 +6,9 @@ when it cannot have (nothing to find or undo), ``unknown`` when the answer was l
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
+from degrees37_imagegen._lazy import lazy_module
 from degrees37_imagegen.errors import (
     GeneratorConnectionError,
     GeneratorError,
@@ -20,22 +19,26 @@ from degrees37_imagegen.errors import (
 
 from .errors import InvokeAIAuthenticationError, InvokeAIRequestError, InvokeAIServerError
 
+if TYPE_CHECKING:
+    import httpx
+else:  # imported when a request is made (see degrees37_imagegen._lazy)
+    httpx = lazy_module("httpx")
+
 __all__ = [
-    "NOT_SENT_ERRORS",
     "check_response",
+    "is_not_sent_error",
     "json_body",
     "summarize_validation_errors",
     "transport_error",
     "was_not_sent",
 ]
 
-#: httpx errors raised before any byte of the request reached the server: retrying the
-#: request cannot make the server act twice.
-NOT_SENT_ERRORS: tuple[type[httpx.HTTPError], ...] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-)
+
+def is_not_sent_error(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is an httpx error raised before any byte of the request reached the
+    server (retrying the request cannot make the server act twice)."""
+    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+
 
 _MAX_SHOWN_ERRORS = 3
 _MAX_SUMMARY = 200
@@ -48,7 +51,7 @@ def was_not_sent(error: BaseException) -> bool:
     if isinstance(error, GeneratorError) and error.work == "not_sent":
         return True
     cause = error if isinstance(error, httpx.HTTPError) else error.__cause__
-    return isinstance(cause, NOT_SENT_ERRORS)
+    return is_not_sent_error(cause)
 
 
 def transport_error(
@@ -56,7 +59,7 @@ def transport_error(
 ) -> GeneratorError:
     """The library error for an httpx transport failure (no answer from the server)."""
     what = f"{method} {url}"
-    work: Work = "not_sent" if isinstance(exc, NOT_SENT_ERRORS) else "unknown"
+    work: Work = "not_sent" if is_not_sent_error(exc) else "unknown"
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
         return GeneratorConnectionError(
             f"cannot connect to InvokeAI for {what}: {exc or type(exc).__name__}",

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
-
+from degrees37_imagegen._lazy import lazy_module
 from degrees37_imagegen.errors import GeneratorError, GeneratorLimitError, InvalidRequestError
 from degrees37_imagegen.images import InputImage
 
 from ._api import InvokeAIAPI
-from ._http import NOT_SENT_ERRORS, check_response, json_body, transport_error
+from ._http import check_response, is_not_sent_error, json_body, transport_error
 from .errors import InvokeAIHTTPError
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported when a request is made (see degrees37_imagegen._lazy)
+    httpx = lazy_module("httpx")
 
 __all__ = ["UPLOAD_PATH", "upload_image"]
 
@@ -58,7 +62,7 @@ def upload_image(
             )
         except httpx.HTTPError as exc:
             error = transport_error(exc, "POST", api.base_url + UPLOAD_PATH, generator)
-            if isinstance(exc, NOT_SENT_ERRORS):
+            if is_not_sent_error(exc):
                 raise error from exc  # never reached the server: safe to send again
             raise _Sent(error) from exc
         try:

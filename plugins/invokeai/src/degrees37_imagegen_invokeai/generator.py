@@ -16,8 +16,7 @@ import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
-
+from degrees37_imagegen._lazy import lazy_module
 from degrees37_imagegen.async_driver import AsyncDriverSteps
 from degrees37_imagegen.base import BaseImageGenerator
 from degrees37_imagegen.clock import Clock
@@ -66,6 +65,11 @@ from ._resolution import as_size, fit_png, fit_target
 from ._schedule import GONE_GRACE
 from ._settings import DEFAULT_SETTINGS, validate_settings
 from ._templates import GraphTemplate
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported when a request is made (see degrees37_imagegen._lazy)
+    httpx = lazy_module("httpx")
 
 if TYPE_CHECKING:
     from ._async import AsyncInvokeAI
