@@ -25,6 +25,7 @@ from degrees37_imagegen_comfyui._errors import http_error
 from degrees37_imagegen_comfyui._monitor import PromptTracker, decode
 from degrees37_imagegen_comfyui._protocol import (
     cancel_action,
+    canceled_by_us,
     history_entry,
     history_update,
     prompt_body,
@@ -185,6 +186,14 @@ def test_error_and_interrupted_histories() -> None:
     update = history_update(entry, prompt_id)
     assert update.status == "canceled"
     assert isinstance(update.error, ComfyUIInterruptedError)
+
+
+def test_a_cancel_is_judged_by_how_the_prompt_ended() -> None:
+    # Finished anyway (started before the delete, or past the interrupt): not canceled.
+    assert canceled_by_us(history_of("ok_512x512_history.json")[1]) is False
+    assert canceled_by_us(history_of("q1_history_interrupted.json")[1]) is True
+    assert canceled_by_us(history_of("exec_error_imagescaleby_history.json")[1]) is True
+    assert canceled_by_us(None) is None  # no history yet: deleted, or still stopping
 
 
 def test_history_without_images_failed() -> None:

@@ -38,7 +38,9 @@ from degrees37_imagegen.request import ImageRequest
 from ._api import PromptMaybeSubmitted
 from ._monitor import PromptTracker, decode
 from ._protocol import (
+    CANCEL_SETTLE,
     cancel_action,
+    canceled_by_us,
     gone_update,
     history_entry,
     history_update,
@@ -419,9 +421,20 @@ class AsyncComfyUI:
             await aretrying(gen, self.delete_from_queue, ref.id)
             acted = True
             state = queue_state(await aretrying(gen, self.queue), ref.id)
-        if cancel_action(state) == "interrupt":
+        interrupted = cancel_action(state) == "interrupt"
+        if interrupted:
             await aretrying(gen, self.interrupt, ref.id)
             acted = True
+        if acted:  # as the sync driver: did it stop, or finish anyway?
+            end = gen.clock.monotonic() + (CANCEL_SETTLE if interrupted else 0.0)
+            while True:
+                outcome = canceled_by_us(await aretrying(gen, self.history, ref.id))
+                if outcome is not None:
+                    acted = outcome
+                    break
+                if gen.clock.monotonic() >= end:
+                    break
+                await asleep(gen.clock, 0.05)
         if acted:
             self._prompts.pop(ref.id, None)
         return acted

@@ -25,6 +25,8 @@ from degrees37_imagegen.progress import Progress
 from ._errors import ComfyUIExecutionError, ComfyUIInterruptedError
 
 __all__ = [
+    "CANCEL_SETTLE",
+    "canceled_by_us",
     "history_client_id",
     "QueueState",
     "cancel_action",
@@ -106,6 +108,20 @@ def cancel_action(state: QueueState) -> Literal["delete", "interrupt"] | None:
     if state.where == "running":
         return "interrupt"
     return None
+
+
+#: How long a cancel waits to see how a prompt it interrupted ended (seconds): ComfyUI
+#: checks the interrupt between nodes, so a prompt on its last node may still succeed.
+CANCEL_SETTLE = 2.0
+
+
+def canceled_by_us(entry: Mapping[str, Any] | None) -> bool | None:
+    """Whether a cancel stopped the prompt, from its ``/history`` entry: ``False`` when it
+    finished anyway (it started before the delete, or ended before the interrupt took
+    hold), ``True`` when it ended interrupted or failed, ``None`` while it has no entry."""
+    if entry is None:
+        return None
+    return history_update(entry, "").status != "done"
 
 
 def history_entry(answer: Any, prompt_id: str) -> dict[str, Any] | None:

@@ -36,7 +36,9 @@ from ._inventory import Inventory
 from ._inventory import config_mapping as _mapping
 from ._monitor import PromptTracker
 from ._protocol import (
+    CANCEL_SETTLE,
     cancel_action,
+    canceled_by_us,
     history_client_id,
     output_images,
     prompt_body,
@@ -312,19 +314,36 @@ class ComfyUIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
     def cancel_job(self, ref: JobRef) -> bool:
         """Delete the prompt from the queue if it waits there, interrupt it if it runs
         (the interrupt names our prompt id: ComfyUI ignores it unless ours is running);
-        ``True`` if it acted. Nobody else's prompt is ever touched."""
+        ``True`` if it stopped the prompt: a prompt that finished anyway (it started before
+        the delete, or its last node ran on past the interrupt) gives ``False``. Nobody
+        else's prompt is ever touched."""
         acted = False
         state = queue_state(self.retrying(self._api.queue), ref.id)
         if cancel_action(state) == "delete":
             self.retrying(self._api.delete_from_queue, ref.id)
             acted = True
             state = queue_state(self.retrying(self._api.queue), ref.id)  # started meanwhile?
-        if cancel_action(state) == "interrupt":
+        interrupted = cancel_action(state) == "interrupt"
+        if interrupted:
             self.retrying(self._api.interrupt, ref.id)
             acted = True
         if acted:
+            acted = self._settled_canceled(ref.id, wait=interrupted)
+        if acted:
             self._forget(ref.id)
         return acted
+
+    def _settled_canceled(self, prompt_id: str, *, wait: bool) -> bool:
+        """Whether the prompt we deleted or interrupted is really stopped: its history says
+        how it ended (an interrupted one is waited for up to ``CANCEL_SETTLE`` seconds)."""
+        end = self.clock.monotonic() + (CANCEL_SETTLE if wait else 0.0)
+        while True:
+            outcome = canceled_by_us(self.retrying(self._api.history, prompt_id))
+            if outcome is not None:
+                return outcome
+            if self.clock.monotonic() >= end:
+                return True  # deleted (it never ran), or the interrupt is on its way
+            self.clock.sleep(0.05)
 
     def job_for_id(self, image_id: str) -> ImageJob:
         """The job of prompt ``image_id``, found in ComfyUI's ``/history`` or ``/queue``."""
