@@ -298,3 +298,16 @@ def test_validation_error_is_one_line_and_a_server_error() -> None:
     assert (error.status, error.work) == (400, "not_sent")
     assert "\n" not in str(error)
     assert "node 1 (CheckpointLoaderSimple): ckpt_name:" in str(error)
+
+
+def test_a_prompt_the_messages_said_succeeded_is_done_when_history_is_gone() -> None:
+    from degrees37_imagegen_comfyui._monitor import PromptTracker, told_entry
+
+    tracker = PromptTracker("p1", {"1": "EmptyImage", "2": "SaveImage"})
+    saved = {"images": [{"filename": "a_00001_.png", "subfolder": "", "type": "output"}]}
+    assert told_entry(tracker, {"2": saved}) is None  # not over yet: lost, if gone
+    tracker.handle({"type": "execution_success", "data": {"prompt_id": "p1"}})
+    assert told_entry(tracker, {}) is None  # nothing said what it saved
+    update = history_update(told_entry(tracker, {"2": saved}) or {}, "p1")
+    assert update.status == "done"
+    assert update.result["images"][0]["filename"] == "a_00001_.png"

@@ -36,7 +36,7 @@ from degrees37_imagegen.redaction import RedactingLogger
 from degrees37_imagegen.request import ImageRequest
 
 from ._api import PromptMaybeSubmitted
-from ._monitor import PromptTracker, decode
+from ._monitor import PromptTracker, decode, entry_from_messages, told_entry
 from ._protocol import (
     CANCEL_SETTLE,
     cancel_action,
@@ -345,6 +345,9 @@ class AsyncComfyUI:
             return JobUpdate(prompt.status)
         if entry is not None:
             return self._seen(prompt, history_update(entry, ref.id, prompt.data))
+        told = told_entry(prompt.tracker, prompt.outputs)
+        if told is not None:  # gone from /history (a restart) after the socket told it all
+            return self._seen(prompt, history_update(told, ref.id, prompt.data))
         return self._seen(prompt, gone_update(ref.id, self.api.shown_url))
 
     async def wait(self, ref: JobRef, timeout: float) -> JobUpdate:
@@ -454,23 +457,6 @@ class AsyncComfyUI:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
-
-
-def entry_from_messages(
-    prompt_id: str, outputs: Mapping[str, Any], tracker: PromptTracker
-) -> dict[str, Any]:
-    """The ``/history`` entry that a successful prompt's messages amount to (its outputs from
-    ``executed``, the nodes ComfyUI served from its cache), to be read by the same
-    :func:`~._protocol.history_update` as an entry fetched from the server."""
-    return {
-        "prompt": [0, prompt_id, {node: {} for node in tracker.class_types}],
-        "outputs": dict(outputs),
-        "status": {
-            "status_str": "success",
-            "completed": True,
-            "messages": [["execution_cached", {"nodes": list(tracker.cached)}]],
-        },
-    }
 
 
 def _pure(gen: ComfyUIGenerator, request: ImageRequest) -> bool:

@@ -23,7 +23,7 @@ from degrees37_imagegen.progress import Progress, Stage
 
 from ._errors import ComfyUIExecutionError, ComfyUIInterruptedError
 
-__all__ = ["PromptTracker", "decode"]
+__all__ = ["PromptTracker", "decode", "entry_from_messages", "told_entry"]
 
 
 def decode(raw: str | bytes) -> Mapping[str, Any] | None:
@@ -59,6 +59,8 @@ class PromptTracker:
         self.started = False
         #: A message said the prompt is over (done, failed or interrupted).
         self.over = False
+        #: A message said the prompt succeeded (kept when ``/history`` is read again).
+        self.succeeded = False
         #: Node ids ComfyUI served from its cache.
         self.cached: list[str] = []
         self._queue_remaining: int | None = None
@@ -110,7 +112,7 @@ class PromptTracker:
                 )
             return None
         if kind == "execution_success":
-            self.over = True
+            self.over = self.succeeded = True
             return JobUpdate("done")
         if kind == "execution_error":
             self.over = True
@@ -124,7 +126,7 @@ class PromptTracker:
         if node is None:
             if prompt_id != self.prompt_id:
                 return None
-            self.over = True
+            self.over = self.succeeded = True
             return JobUpdate("done")
         self.started = True
         self._ran.add(str(node))
@@ -146,3 +148,29 @@ class PromptTracker:
     def reopen(self) -> None:
         """A ``done`` message came before ``/history`` had the prompt: keep listening."""
         self.over = False
+
+
+def entry_from_messages(
+    prompt_id: str, outputs: Mapping[str, Any], tracker: PromptTracker
+) -> dict[str, Any]:
+    """The ``/history`` entry that a successful prompt's messages amount to (its outputs from
+    ``executed``, the nodes ComfyUI served from its cache), to be read by the same
+    :func:`~._protocol.history_update` as an entry fetched from the server."""
+    return {
+        "prompt": [0, prompt_id, {node: {} for node in tracker.class_types}],
+        "outputs": dict(outputs),
+        "status": {
+            "status_str": "success",
+            "completed": True,
+            "messages": [["execution_cached", {"nodes": list(tracker.cached)}]],
+        },
+    }
+
+
+def told_entry(tracker: PromptTracker, outputs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The entry the messages amount to once they said the prompt succeeded and what it
+    saved, else ``None``: when ``/history`` no longer has the prompt (a restart wiped it),
+    its files are still on the server's disk, so it is done, not lost."""
+    if not (tracker.succeeded and outputs):
+        return None
+    return entry_from_messages(tracker.prompt_id, outputs, tracker)

@@ -23,7 +23,7 @@ from degrees37_imagegen.job import JobStatus, JobUpdate
 from degrees37_imagegen.redaction import RedactingLogger
 
 from ._api import ComfyUIAPI
-from ._monitor import PromptTracker, decode
+from ._monitor import PromptTracker, decode, told_entry
 from ._protocol import gone_update, history_update, queue_state, queue_update
 
 if TYPE_CHECKING:  # websockets is imported when a socket opens (~30 ms of CPU otherwise)
@@ -90,6 +90,8 @@ class Watch:
     next_connect: float = 0.0
     connect_wait: float = 0.0
     position: int | None = None
+    #: What the socket's ``executed`` messages said each output node saved.
+    outputs: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -191,6 +193,8 @@ class Follower:
                 watch.next_connect = 0.0
                 return self._poll(watch)
             message = decode(raw)
+            if message is not None and message.get("type") == "executed":
+                _keep_output(watch, message.get("data"))
             update = watch.tracker.handle(message) if message is not None else None
             if update is None or (update.status == "queued" and watch.status == "running"):
                 continue
@@ -240,6 +244,8 @@ class Follower:
                 raise
             log.debug("polling ComfyUI failed (%s); the WebSocket still tells", exc)
             return JobUpdate(watch.status)
+        if entry is None:
+            entry = told_entry(watch.tracker, watch.outputs)  # a restart wiped /history
         if entry is not None:
             return self._seen(watch, history_update(entry, prompt_id, watch.data))
         return self._seen(watch, gone_update(prompt_id, self.api.shown_url))
@@ -248,3 +254,11 @@ class Follower:
     def _seen(watch: Watch, update: JobUpdate) -> JobUpdate:
         watch.status = update.status
         return update
+
+
+def _keep_output(watch: Watch, data: Any) -> None:
+    """Note what an ``executed`` message of ``watch``'s prompt says its node saved."""
+    if isinstance(data, Mapping) and data.get("prompt_id") == watch.prompt_id:
+        node, output = data.get("node"), data.get("output")
+        if node is not None and isinstance(output, Mapping):
+            watch.outputs[str(node)] = output
