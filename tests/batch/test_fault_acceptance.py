@@ -5,9 +5,6 @@ colour of each image is its job's seed), none made twice."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -21,10 +18,12 @@ from PIL import Image
 
 pytest.importorskip("degrees37_imagegen_comfyui")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "comfyui"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from batch_acceptance import SEEDS, jobs, kill_then_rerun
 from comfyui_fake import FakeComfyUI
 
-from degrees37_imagegen.batch import BatchRunner, parse_jobs
+from degrees37_imagegen.batch import BatchRunner
 from degrees37_imagegen_comfyui import ComfyUIGenerator
 
 #: EmptyImage into SaveImage; the seed is the colour, so each image says whose it is.
@@ -40,7 +39,6 @@ WORKFLOW: dict[str, Any] = {
     },
     "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "acc"}},
 }
-SEEDS = [1000 + 7919 * i for i in range(1, 41)]
 
 
 class CountingFake(FakeComfyUI):
@@ -83,13 +81,6 @@ def generator(fake: FakeComfyUI) -> ComfyUIGenerator:
     )
     gen.retry_base_delay = 0.01
     return gen
-
-
-def jobs() -> list[Any]:
-    return parse_jobs(
-        [{"prompt": f"scene {i}", "seed": seed} for i, seed in enumerate(SEEDS, 1)],
-        defaults={"width": 64, "height": 64},
-    )
 
 
 def check_images(out: Path) -> None:
@@ -159,48 +150,13 @@ def test_a_restart_mid_batch_gives_40_of_40(
 def test_sigkill_then_rerun_makes_nothing_twice(fake: CountingFake, tmp_path: Path) -> None:
     fake.seconds = 0.05
     (tmp_path / "workflow.json").write_text(json.dumps(WORKFLOW), encoding="utf-8")
-    (tmp_path / "generators.yaml").write_text(
+    kill_then_rerun(
+        tmp_path,
+        "comfy",
         "generators:\n  comfy:\n    class: comfyui\n"
         f"    server_address: {fake.url}\n    workflow_template: workflow.json\n",
-        encoding="utf-8",
+        SEEDS,
     )
-    lines = [
-        json.dumps({"prompt": f"scene {i}", "seed": s, "width": 64, "height": 64})
-        for i, s in enumerate(SEEDS, 1)
-    ]
-    (tmp_path / "book.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    command = [
-        sys.executable,
-        "-c",
-        "from degrees37_imagegen.cli import main; main()",
-        "batch",
-        "book.jsonl",
-        "-c",
-        "generators.yaml",
-        "-g",
-        "comfy",
-        "-j",
-        "3",
-    ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env)
-    assert proc.stderr is not None
-    done = 0
-    deadline = time.monotonic() + 60
-    while done < 10 and time.monotonic() < deadline:
-        if "] done" in proc.stderr.readline():
-            done += 1
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    proc.stderr.close()
-    journaled = [
-        json.loads(line)
-        for line in (tmp_path / "book" / "manifest.jsonl").read_text().splitlines()
-        if line.strip()
-    ]
-    assert any(r["status"] == "submitted" for r in journaled)
-    rerun = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env)
-    assert rerun.returncode == 0, rerun.stderr
     # Each job is journaled with its key before it is sent: a kill at any moment, even
     # between the server's accepting a job and the client's hearing of it, costs nothing.
     assert fake.made == dict.fromkeys(SEEDS, 1)

@@ -9,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -27,9 +24,12 @@ pytest.importorskip("degrees37_imagegen_invokeai")
 pytest.importorskip("respx")
 
 from degrees37_imagegen import run_batch_async
-from degrees37_imagegen.batch import BatchRunner, parse_jobs
+from degrees37_imagegen.batch import BatchRunner
 from degrees37_imagegen_invokeai import InvokeAIGenerator
 from degrees37_imagegen_invokeai.testing import ServedInvokeAI
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from batch_acceptance import SEEDS, jobs, kill_then_rerun
 
 #: One blank_image whose metadata is the seed: InvokeAI writes a node's metadata into the
 #: image's PNG text, so each image says whose it is.
@@ -47,7 +47,6 @@ TEMPLATE: dict[str, Any] = {
     },
     "edges": [],
 }
-SEEDS = [1000 + 7919 * i for i in range(1, 41)]
 #: The issue's mix, four of each: enqueue 500s, enqueues dropped before and after queuing,
 #: image downloads answering 500, dropped and cut short, items pruned as they finish.
 MIX = (
@@ -95,13 +94,6 @@ def generator(fake: ServedInvokeAI) -> InvokeAIGenerator:
     )
     gen.retry_base_delay = 0.01
     return gen
-
-
-def jobs() -> list[Any]:
-    return parse_jobs(
-        [{"prompt": f"scene {i}", "seed": seed} for i, seed in enumerate(SEEDS, 1)],
-        defaults={"width": 64, "height": 64},
-    )
 
 
 def check_images(out: Path) -> None:
@@ -183,48 +175,13 @@ def test_a_restart_mid_batch_gives_40_of_40(
 def test_sigkill_then_rerun_makes_nothing_twice(fake: ServedInvokeAI, tmp_path: Path) -> None:
     fake.seconds = 0.05
     (tmp_path / "graph.json").write_text(json.dumps(TEMPLATE), encoding="utf-8")
-    (tmp_path / "generators.yaml").write_text(
+    kill_then_rerun(
+        tmp_path,
+        "invoke",
         "generators:\n  invoke:\n    class: invokeai\n"
         f"    base_url: {fake.url}\n    graph_template: graph.json\n",
-        encoding="utf-8",
+        SEEDS,
     )
-    lines = [
-        json.dumps({"prompt": f"scene {i}", "seed": s, "width": 64, "height": 64})
-        for i, s in enumerate(SEEDS, 1)
-    ]
-    (tmp_path / "book.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    command = [
-        sys.executable,
-        "-c",
-        "from degrees37_imagegen.cli import main; main()",
-        "batch",
-        "book.jsonl",
-        "-c",
-        "generators.yaml",
-        "-g",
-        "invoke",
-        "-j",
-        "3",
-    ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env)
-    assert proc.stderr is not None
-    done = 0
-    deadline = time.monotonic() + 60
-    while done < 10 and time.monotonic() < deadline:
-        if "] done" in proc.stderr.readline():
-            done += 1
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    proc.stderr.close()
-    journaled = [
-        json.loads(line)
-        for line in (tmp_path / "book" / "manifest.jsonl").read_text().splitlines()
-        if line.strip()
-    ]
-    assert any(r["status"] == "submitted" for r in journaled)
-    rerun = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env)
-    assert rerun.returncode == 0, rerun.stderr
     counts = made(fake)
     assert sorted(counts) == sorted(SEEDS)
     # Each job is journaled with its key (in its destination) before it is enqueued: a kill

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -355,3 +356,12 @@ def test_a_seedless_image_says_seed_not_used_in_the_manifest(tmp_path: Path) -> 
     )
     assert again.status == "skipped"
     assert again.seed is None
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors in /proc")
+def test_a_finished_run_leaves_no_descriptor_open(tmp_path: Path, make_fake: MakeFake) -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    results = list(BatchRunner(make_fake(), tmp_path).run(small_jobs(3)))
+    assert [r.status for r in results] == ["done"] * 3
+    left = {os.readlink(f"/proc/self/fd/{fd}") for fd in set(os.listdir("/proc/self/fd")) - before}
+    assert not {path for path in left if "manifest" in path}, left  # closed, with both drivers

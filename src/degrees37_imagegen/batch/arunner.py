@@ -188,6 +188,9 @@ def run_in_loop_thread(runner: BatchRunner, todo: Sequence[Job]) -> Iterator[Job
         except queue.Empty:
             continue
         if item is _DONE:
+            # The loop still shuts down (async generators, the default executor): let it
+            # end, so that the runner sees no thread left and closes the manifest.
+            thread.join(5)
             return
         if isinstance(item, JobResult):
             yield item
