@@ -25,10 +25,12 @@ from degrees37_imagegen_invokeai._events import socket_address
 from degrees37_imagegen_invokeai._messages import (
     News,
     completed_image,
+    ended_status,
     event_progress,
     event_update,
     read_event,
 )
+from degrees37_imagegen_invokeai._queue import ItemFacts, told_update
 from degrees37_imagegen_invokeai.errors import QueueItemError
 
 SDXL_KEY = "5b5a8c1e-0000-4000-8000-00000000sdxl"
@@ -94,7 +96,13 @@ def test_recorded_events_say_whom_they_concern_and_when_to_look():
     ended = next(
         d for n, d in events if n == "queue_item_status_changed" and d["status"] == "completed"
     )
-    assert read_event("queue_item_status_changed", ended) == [News(ended["item_id"], look=True)]
+    # Look now; the event also says how it ended (the image is known from its own event).
+    assert read_event("queue_item_status_changed", ended) == [
+        News(ended["item_id"], look=True, event=("queue_item_status_changed", ended))
+    ]
+    assert ended_status("queue_item_status_changed", ended, ended["destination"]) == "completed"
+    assert ended_status("queue_item_status_changed", ended, None) == "completed"
+    assert ended_status("queue_item_status_changed", ended, "another") is None
     running = next(
         d for n, d in events if n == "queue_item_status_changed" and d["status"] == "in_progress"
     )
@@ -127,6 +135,28 @@ def test_recorded_events_say_whom_they_concern_and_when_to_look():
     ]
     assert read_event("queue_item_status_changed", {**ended, "queue_id": "other"}) == []
     assert read_event("invocation_started", None) == []
+
+
+def test_events_end_a_job_without_a_read_only_when_completed_with_its_image():
+    events = recorded_events()
+    complete = next(d for n, d in events if n == "invocation_complete" and d["item_id"] == 134)
+    image = completed_image(complete, "blank", complete["destination"])
+    facts = ItemFacts("blank", model="m")
+    told = told_update(134, "completed", image, facts)
+    assert told is not None
+    assert (told.status, told.result, told.model) == (
+        "done",
+        {"image_name": image[0], "item_id": 134, "size": [512, 512]},
+        "m",
+    )
+    assert told_update(134, "completed", None, facts) is None  # no image named: read
+    # Item 136 was canceled while its output node ran, and its invocation_complete came
+    # after: only the status says it is not done.
+    order = [(n, d.get("status")) for n, d in events if d.get("item_id") == 136][-2:]
+    assert order == [("queue_item_status_changed", "canceled"), ("invocation_complete", None)]
+    assert told_update(136, "canceled", image, facts) is None
+    assert told_update(134, "failed", image, facts) is None
+    assert told_update(134, None, image, facts) is None
 
 
 def test_events_become_progress():
@@ -177,7 +207,8 @@ def test_completion_is_learned_from_the_event(fake, runs_by_itself, make_generat
     name = gen.generate_image("a lighthouse", on_progress=seen.append)
 
     assert image_of(gen, name) == fake.items[1].image_name
-    assert item_polls(fake, 1) == 2  # the first look, then one after the final event
+    # The first look only: the final events named the image and said it completed.
+    assert item_polls(fake, 1) == 1
     assert clock.slept == []  # no fake time passed: every wait ended with an event
     # Subscribed before the enqueue, so no event of the item could be missed.
     order = [path for _, path in fake.calls]
@@ -254,7 +285,7 @@ def test_threads_share_one_socket_and_get_their_own_events(fake, runs_by_itself,
     for i in range(4):
         steps = [(p.step, p.total) for p in seen[i] if p.stage == "step"]
         assert steps == [(k, 4 + i) for k in range(5 + i)] * 2  # its own items' steps only
-    assert all(item_polls(fake, item_id) == 2 for item_id in fake.items)
+    assert all(item_polls(fake, item_id) == 1 for item_id in fake.items)
 
 
 # -- the socket missing, refused, lost ---------------------------------------------------
@@ -312,7 +343,8 @@ def test_socket_lost_before_the_final_event_completes_once(
     # It reconnects in the background; the next item is followed by events again.
     assert fake.sio.wait_until(lambda: gen._events.live and len(fake.sio.live) == 1)
     assert image_of(gen, gen.generate_image("y")) == fake.items[2].image_name
-    assert item_polls(fake, 2) == 2
+    assert item_polls(fake, 1) == 2  # the lost final event: read again
+    assert item_polls(fake, 2) == 1  # the events said it all
     assert clock.slept == []
 
 

@@ -6,9 +6,9 @@ transport at ``/ws/socket.io``, as InvokeAI serves it. On connecting it emits
 acknowledged that. :class:`QueueEvents` keeps it open on a background thread (reconnecting
 after a drop, backing off while the server refuses: :func:`~._schedule.reconnect_delay`)
 and hands each event to the :class:`ItemWatch` of its item (:mod:`._messages` decides
-which). Events only make waiting shorter: the queue item read over HTTP stays the source of
-truth, and a watch says "look now" whenever an event or the socket's state means the item
-may have changed.
+which). A watch says "look now" whenever an event or the socket's state means the item
+may have changed; the item is then read over HTTP, unless the events said it completed
+and named its image (:func:`~._queue.told_update`).
 """
 
 from __future__ import annotations

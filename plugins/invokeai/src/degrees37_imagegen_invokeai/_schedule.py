@@ -1,6 +1,7 @@
 """When to read a queue item again, and when to retry the socket: decisions, no I/O.
 
-Polling the item is the source of truth; events only make it sooner. An item waiting
+Polling the item is the fallback; events make it sooner (or, for an item they say
+completed with its image, unneeded: :func:`~._queue.told_update`). An item waiting
 behind others is read gently (it must start before it can end); while socket.io events
 are live, an event says when to look, so the item is read only now and then in case an
 event was lost; otherwise it is read on the core's schedule (fast at first, then every
