@@ -329,10 +329,10 @@ class AsyncInvokeAI:
         gen = self.gen
         plan = plan_image(request, gen.config, gen._template, await self._look_up(request))
         destination = new_destination(request.width, request.height, request.key)
-        await self.ensure_events()  # subscribed before enqueuing: no event is missed
+        live = await self.ensure_events()  # subscribed before enqueuing: no event is missed
         found = await self._enqueue(enqueue_body(plan, destination), destination)
         ref = JobRef(str(found["item_id"]), gen._ref_data(found, destination, plan))
-        self.follow(ref)
+        self.follow(ref).poll.enqueued(gen.clock.monotonic(), events_live=live)
         return ref
 
     async def _enqueue(self, body: dict[str, Any], destination: str) -> dict[str, Any]:

@@ -60,6 +60,14 @@ class PollState:
         self.status = status
         self.polled_at = now
 
+    def enqueued(self, now: float, *, events_live: bool) -> None:
+        """Note that the item was just enqueued. With the socket live (subscribed before the
+        enqueue: no event of the item can be missed), the enqueue's answer stands for a
+        first read (the item is there, pending) and the events say when to look; without
+        it, the item is read at once, as one never read."""
+        if events_live:
+            self.polled(now, "queued")
+
 
 def reconnect_delay(failures: int) -> float:
     """Seconds to wait after ``failures`` failed attempts in a row to open the socket."""

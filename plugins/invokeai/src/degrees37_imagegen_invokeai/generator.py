@@ -214,9 +214,13 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         """Build the graph and enqueue it; return as soon as InvokeAI accepted the batch."""
         plan = plan_image(request, self.config, self._template, self._look_up(request))
         destination = new_destination(request.width, request.height, request.key)
-        self._start_events()  # subscribed before enqueuing: no event is missed
+        events = self._start_events()  # subscribed before enqueuing: no event is missed
+        live = events is not None and events.live
         item = self._enqueue(enqueue_body(plan, destination), destination)
-        return JobRef(str(item["item_id"]), self._ref_data(item, destination, plan))
+        ref = JobRef(str(item["item_id"]), self._ref_data(item, destination, plan))
+        if live:
+            self._follow(ref).poll.enqueued(self.clock.monotonic(), events_live=True)
+        return ref
 
     def find_job(self, request: ImageRequest) -> JobRef | None:
         """The queue item enqueued for ``request`` (found by the destination its key makes),
