@@ -77,3 +77,19 @@ def test_cookies_are_kept_as_httpx_keeps_them() -> None:
             return [before, after, dict(client.cookies)]
 
     assert asyncio.run(main()) == [None, "session=abc", {"session": "abc"}]
+
+
+def test_a_response_without_cookies_skips_the_jar() -> None:
+    client = AsyncClient(base_url="http://h", cookies={"a": "1"})
+    assert dict(client.cookies) == {"a": "1"}
+    response = httpx.Response(200, request=client.build_request("GET", "/x"))
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the cookie jar was asked")
+
+    client.cookies.jar.extract_cookies = refuse  # type: ignore[method-assign,assignment]
+    client.cookies.extract_cookies(response)
+    with pytest.raises(AssertionError, match="jar was asked"):
+        client.cookies.extract_cookies(
+            httpx.Response(200, headers={"Set-Cookie": "b=2"}, request=response.request)
+        )

@@ -45,6 +45,7 @@ class AsyncClient(httpx.AsyncClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._merged: dict[str, httpx.URL] = {}
+        self._cookies = _Cookies(self._cookies)  # httpx's __init__ does not use the setter
 
     @property
     def cookies(self) -> httpx.Cookies:
