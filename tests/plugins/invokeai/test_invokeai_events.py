@@ -263,10 +263,15 @@ def test_queue_cleared_wakes_the_waiter(fake, make_generator, clock):
             with fake.lock:
                 fake.items.clear()
             fake.sio.emit("queue_cleared", {"timestamp": 0, "queue_id": "default", "user_id": None})
+            # Watched since the enqueue (the socket is live), and not read before an event
+            # says to: let the event arrive before the job's first wait.
+            watch = gen._follows.get("1").watch
+            assert fake.sio.wait_until(watch.wake.is_set)
 
     clock.real_wait = 0  # no event comes after the clear
     with pytest.raises(JobCanceledError, match="deleted"):
         gen.generate_image("x", on_progress=clear_the_queue)
+    assert item_polls(fake, 1) == 1  # once, when the event said to look
     # No polling: only the moment given to the item's last events, which may be on their
     # way when a read finds it gone (it may have been pruned as it finished).
     assert clock.slept == [pytest.approx(0.2)]
