@@ -1,18 +1,30 @@
-"""The async drivers' httpx client: the same URLs as httpx's own, for any base and path."""
+"""The async drivers' httpx client: the same URLs and cookies as httpx's own."""
 
 from __future__ import annotations
+
+import asyncio
 
 import httpx
 import pytest
 
 from degrees37_imagegen._aiohttp import AsyncClient
 
-BASES = ["http://127.0.0.1:8188", "http://user:secret@gpu:9090/sub/path", "https://h/x/"]
+BASES = [
+    "http://127.0.0.1:8188",
+    "http://user:secret@gpu:9090/sub/path",
+    "https://h/x/",
+    "http://[::1]:8188/",
+    "http://h/?q=1",
+]
 PATHS = [
     "/prompt",
     "/history/0b7c2f7e-8d4f-4bd8",
     "/api/v1/queue/default/enqueue_batch",
     "/",
+    "/a/./b",
+    "/a/../b",
+    "/.hidden/x",
+    "/a//b/",
     "/a b",
     "/caf\u00e9",
     "/x?y=1",
@@ -30,7 +42,15 @@ def test_urls_are_httpx_own(base: str) -> None:
                 got = ours.build_request("GET", path, params=params).url
                 want = theirs.build_request("GET", path, params=params).url
                 assert str(got) == str(want), (base, path, params)
-                assert got.raw_path == want.raw_path
+                assert got == want
+                assert (got.raw_path, got.netloc, got.host, got.port, got.path, got.query) == (
+                    want.raw_path,
+                    want.netloc,
+                    want.host,
+                    want.port,
+                    want.path,
+                    want.query,
+                )
 
 
 def test_it_keeps_only_so_many_urls() -> None:
@@ -39,3 +59,37 @@ def test_it_keeps_only_so_many_urls() -> None:
         client.build_request("GET", f"/history/{i}")
     assert len(client._merged) == 64
     assert str(client.build_request("GET", "/history/199").url) == "http://h/history/199"
+
+
+def test_cookies_are_kept_as_httpx_keeps_them() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/login":
+            return httpx.Response(200, headers={"Set-Cookie": "session=abc; Path=/"})
+        return httpx.Response(200, json={"cookie": request.headers.get("cookie")})
+
+    async def main() -> list[object]:
+        async with AsyncClient(
+            base_url="http://h", transport=httpx.MockTransport(answer)
+        ) as client:
+            before = (await client.get("/who")).json()["cookie"]
+            await client.get("/login")
+            after = (await client.get("/who")).json()["cookie"]
+            return [before, after, dict(client.cookies)]
+
+    assert asyncio.run(main()) == [None, "session=abc", {"session": "abc"}]
+
+
+def test_a_response_without_cookies_skips_the_jar() -> None:
+    client = AsyncClient(base_url="http://h", cookies={"a": "1"})
+    assert dict(client.cookies) == {"a": "1"}
+    response = httpx.Response(200, request=client.build_request("GET", "/x"))
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the cookie jar was asked")
+
+    client.cookies.jar.extract_cookies = refuse  # type: ignore[method-assign,assignment]
+    client.cookies.extract_cookies(response)
+    with pytest.raises(AssertionError, match="jar was asked"):
+        client.cookies.extract_cookies(
+            httpx.Response(200, headers={"Set-Cookie": "b=2"}, request=response.request)
+        )

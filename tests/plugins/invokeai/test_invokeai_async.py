@@ -188,7 +188,7 @@ def test_look_ups_are_read_once(sdxl, make_generator):
 def live(live_fake):
     live_fake.models = [model_record("sdxl-base", "sdxl", key=SDXL_KEY)]
     live_fake.script = ["pending"]
-    live_fake.run_after_polls = 1
+    live_fake.run_after_polls = 0
     return live_fake
 
 
@@ -217,5 +217,7 @@ def test_events_end_the_waits_on_one_socket_without_threads(live, tmp_path):
     order = [path for _, path in live.calls]
     assert order.index("subscribe_queue default") < order.index(ENQUEUE)
     assert order.count("subscribe_queue default") == 1  # one socket for every job
+    # No item read: the enqueue's answer, then the events said it all (end and image).
+    assert [live.count("GET", f"{QUEUE}/i/{i}") for i in live.items] == [0, 0, 0]
     assert any(p.stage == "step" for p in seen)
     assert all((tmp_path / f"{i}.png").exists() for i in range(3))

@@ -2,8 +2,8 @@
 
 The fake here pushes the events a real InvokeAI 6.14.2 pushed (``socketio_fake.py``, built
 from ``captures/rec_socketio_*.json``) on a real loopback WebSocket, while its HTTP is
-mocked. Items run by themselves once polled (``run_after_polls``), as on the real server,
-so the generator can only learn of the end from an event or from a slow poll; the fake
+mocked. Items run by themselves once enqueued (``run_after_polls = 0``), as on the real
+server, so the generator can only learn of the end from an event or from a slow poll; the fake
 clock tells which: a wait that ended with an event moves no fake time.
 """
 
@@ -25,10 +25,13 @@ from degrees37_imagegen_invokeai._events import socket_address
 from degrees37_imagegen_invokeai._messages import (
     News,
     completed_image,
+    ended_status,
     event_progress,
     event_update,
     read_event,
 )
+from degrees37_imagegen_invokeai._queue import ItemFacts, told_update
+from degrees37_imagegen_invokeai._schedule import PollState
 from degrees37_imagegen_invokeai.errors import QueueItemError
 
 SDXL_KEY = "5b5a8c1e-0000-4000-8000-00000000sdxl"
@@ -50,10 +53,10 @@ def sio(fake):
 
 @pytest.fixture
 def runs_by_itself(fake):
-    """Items stay pending on polls and run by themselves after the first one, pushing
-    their events."""
+    """Items stay pending on polls and run by themselves once enqueued, pushing their
+    events."""
     fake.script = ["pending"]
-    fake.run_after_polls = 1
+    fake.run_after_polls = 0
     return fake
 
 
@@ -94,7 +97,13 @@ def test_recorded_events_say_whom_they_concern_and_when_to_look():
     ended = next(
         d for n, d in events if n == "queue_item_status_changed" and d["status"] == "completed"
     )
-    assert read_event("queue_item_status_changed", ended) == [News(ended["item_id"], look=True)]
+    # Look now; the event also says how it ended (the image is known from its own event).
+    assert read_event("queue_item_status_changed", ended) == [
+        News(ended["item_id"], look=True, event=("queue_item_status_changed", ended))
+    ]
+    assert ended_status("queue_item_status_changed", ended, ended["destination"]) == "completed"
+    assert ended_status("queue_item_status_changed", ended, None) == "completed"
+    assert ended_status("queue_item_status_changed", ended, "another") is None
     running = next(
         d for n, d in events if n == "queue_item_status_changed" and d["status"] == "in_progress"
     )
@@ -127,6 +136,42 @@ def test_recorded_events_say_whom_they_concern_and_when_to_look():
     ]
     assert read_event("queue_item_status_changed", {**ended, "queue_id": "other"}) == []
     assert read_event("invocation_started", None) == []
+
+
+def test_events_end_a_job_without_a_read_only_when_completed_with_its_image():
+    events = recorded_events()
+    complete = next(d for n, d in events if n == "invocation_complete" and d["item_id"] == 134)
+    image = completed_image(complete, "blank", complete["destination"])
+    facts = ItemFacts("blank", model="m")
+    told = told_update(134, "completed", image, facts)
+    assert told is not None
+    assert (told.status, told.result, told.model) == (
+        "done",
+        {"image_name": image[0], "item_id": 134, "size": [512, 512]},
+        "m",
+    )
+    assert told_update(134, "completed", None, facts) is None  # no image named: read
+    # Item 136 was canceled while its output node ran, and its invocation_complete came
+    # after: only the status says it is not done.
+    order = [(n, d.get("status")) for n, d in events if d.get("item_id") == 136][-2:]
+    assert order == [("queue_item_status_changed", "canceled"), ("invocation_complete", None)]
+    assert told_update(136, "canceled", image, facts) is None
+    assert told_update(134, "failed", image, facts) is None
+    assert told_update(134, None, image, facts) is None
+
+
+def test_an_item_enqueued_while_subscribed_is_read_when_events_say_or_a_second_later():
+    live = PollState()
+    live.enqueued(10.0, events_live=True)  # the enqueue's answer stands for a first look
+    assert not live.due(10.5, events_live=True, look=False, poll_interval=0.1)
+    assert live.due(10.5, events_live=True, look=True, poll_interval=0.1)
+    assert live.due(11.0, events_live=True, look=False, poll_interval=0.1)
+    # The socket gone (it also says look): a pending item's schedule, every 0.25 s.
+    assert not live.due(10.2, events_live=False, look=False, poll_interval=0.1)
+    assert live.due(10.3, events_live=False, look=False, poll_interval=0.1)
+    quiet = PollState()
+    quiet.enqueued(10.0, events_live=False)  # no socket: read at once, as before
+    assert quiet.due(10.0, events_live=False, look=False, poll_interval=0.1)
 
 
 def test_events_become_progress():
@@ -177,7 +222,9 @@ def test_completion_is_learned_from_the_event(fake, runs_by_itself, make_generat
     name = gen.generate_image("a lighthouse", on_progress=seen.append)
 
     assert image_of(gen, name) == fake.items[1].image_name
-    assert item_polls(fake, 1) == 2  # the first look, then one after the final event
+    # Never read: the enqueue's answer stood for a first look (subscribed before it), and
+    # the final events named the image and said it completed.
+    assert item_polls(fake, 1) == 0
     assert clock.slept == []  # no fake time passed: every wait ended with an event
     # Subscribed before the enqueue, so no event of the item could be missed.
     order = [path for _, path in fake.calls]
@@ -198,7 +245,7 @@ def test_failed_item_is_learned_from_the_event(fake, runs_by_itself, make_genera
     with pytest.raises(QueueItemError) as caught:
         gen.generate_image("x")
     assert caught.value.error_message == "Unknown model: 00000000-0000-0000-0000-000000000000"
-    assert item_polls(fake, 1) == 2
+    assert item_polls(fake, 1) == 1  # read once, after the event, for InvokeAI's error
     assert clock.slept == []
     fake.wait_for_runners()
     assert [e[0] for e in fake.sio.emitted][-2:] == [
@@ -216,10 +263,15 @@ def test_queue_cleared_wakes_the_waiter(fake, make_generator, clock):
             with fake.lock:
                 fake.items.clear()
             fake.sio.emit("queue_cleared", {"timestamp": 0, "queue_id": "default", "user_id": None})
+            # Watched since the enqueue (the socket is live), and not read before an event
+            # says to: let the event arrive before the job's first wait.
+            watch = gen._follows.get("1").watch
+            assert fake.sio.wait_until(watch.wake.is_set)
 
     clock.real_wait = 0  # no event comes after the clear
     with pytest.raises(JobCanceledError, match="deleted"):
         gen.generate_image("x", on_progress=clear_the_queue)
+    assert item_polls(fake, 1) == 1  # once, when the event said to look
     # No polling: only the moment given to the item's last events, which may be on their
     # way when a read finds it gone (it may have been pruned as it finished).
     assert clock.slept == [pytest.approx(0.2)]
@@ -251,10 +303,15 @@ def test_threads_share_one_socket_and_get_their_own_events(fake, runs_by_itself,
     assert len(set(names.values())) == 8
     assert fake.count("POST", f"{QUEUE}/enqueue_batch") == 8
     assert len(fake.sio.connections) == 1  # one socket for every thread
+    # Its own items' steps only (an item runs as soon as it is enqueued: steps pushed before
+    # its job watches it are not kept).
+    every = [(p.step, p.total) for i in range(4) for p in seen[i] if p.stage == "step"]
+    assert every
     for i in range(4):
-        steps = [(p.step, p.total) for p in seen[i] if p.stage == "step"]
-        assert steps == [(k, 4 + i) for k in range(5 + i)] * 2  # its own items' steps only
-    assert all(item_polls(fake, item_id) == 2 for item_id in fake.items)
+        assert all(
+            total == 4 + i for _, total in ((p.step, p.total) for p in seen[i] if p.stage == "step")
+        )
+    assert all(item_polls(fake, item_id) == 0 for item_id in fake.items)
 
 
 # -- the socket missing, refused, lost ---------------------------------------------------
@@ -312,7 +369,8 @@ def test_socket_lost_before_the_final_event_completes_once(
     # It reconnects in the background; the next item is followed by events again.
     assert fake.sio.wait_until(lambda: gen._events.live and len(fake.sio.live) == 1)
     assert image_of(gen, gen.generate_image("y")) == fake.items[2].image_name
-    assert item_polls(fake, 2) == 2
+    assert item_polls(fake, 1) == 1  # the lost final event: read
+    assert item_polls(fake, 2) == 0  # the events said it all
     assert clock.slept == []
 
 
@@ -378,7 +436,8 @@ def test_timeout_cancels_the_item_with_a_live_socket(fake, make_generator, clock
     with pytest.raises(GeneratorTimeoutError, match="not done after 5s"):
         gen.generate_image("x")
     assert clock.now - start == pytest.approx(5)
-    assert len(polled) == 5  # read about every second meanwhile (the event would say more)
+    # Read about every second after the enqueue (the event would say more): 1, 2, 3, 4 s.
+    assert len(polled) == 4
     assert fake.items[1].status == "canceled"
     assert fake.count("PUT", f"{QUEUE}/i/1/cancel") == 1
     assert fake.count("POST", f"{QUEUE}/enqueue_batch") == 1

@@ -5,8 +5,9 @@ What to send comes from ``_plan`` (and the generator's own look-ups, read once a
 what answers and events mean from ``_queue``, ``_messages`` and ``_http``, when to read an
 item again from ``_schedule``: one copy of the rules, two drivers. One socket.io connection
 per generator, subscribed to the queue before the first enqueue, hands each event to the
-item it names; items are still read over HTTP when an event says one may have ended, now
-and then in case an event was lost, and on the core's schedule when the socket is down.
+item it names; items are still read over HTTP when an event says one may have ended (unless
+the events said it completed and named its image), now and then in case an event was lost,
+and on the core's schedule when the socket is down.
 
 The driver belongs to the event loop it was first used on; used from another loop (a new
 ``asyncio.run``) it starts afresh there.
@@ -36,7 +37,7 @@ from degrees37_imagegen.request import ImageRequest
 from ._api import QUEUE
 from ._events import _SIO_LOG, socket_address
 from ._http import check_response, json_body, transport_error
-from ._messages import QUEUE_ID, completed_image, event_update, read_event
+from ._messages import QUEUE_ID, completed_image, ended_status, event_update, read_event
 from ._plan import (
     Lookups,
     enqueue_body,
@@ -54,6 +55,7 @@ from ._queue import (
     image_update,
     item_read_failure,
     item_update,
+    told_update,
 )
 from ._resolution import as_size, fit_png, fit_target
 from ._schedule import GONE_GRACE, PollState, reconnect_delay
@@ -66,8 +68,11 @@ __all__ = ["AsyncInvokeAI"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
-#: Items whose ``invocation_complete`` events are kept until they are followed.
+#: Items whose ``invocation_complete`` and status events are kept until they are followed.
 _MAX_EARLY = 64
+#: The events an item keeps (see :meth:`_Item.told`), also when they come before it is
+#: followed.
+_TOLD = frozenset({"invocation_complete", "queue_item_status_changed"})
 
 
 @dataclass
@@ -84,11 +89,18 @@ class _Item:
     destination: str | None = None
     #: The image an ``invocation_complete`` event said the output node made.
     image: tuple[str, int | None, int | None] | None = None
+    #: The final status a ``queue_item_status_changed`` event gave the item.
+    ended: str | None = None
 
-    def completed(self, data: Mapping[str, Any]) -> None:
-        """Take the image an ``invocation_complete`` event names, if it is ours."""
-        if self.output_node is not None:
-            self.image = completed_image(data, self.output_node, self.destination) or self.image
+    def told(self, name: str, data: Mapping[str, Any]) -> None:
+        """Take the image an ``invocation_complete`` event names, or the final status a
+        ``queue_item_status_changed`` event gives, if they are ours."""
+        if name == "invocation_complete":
+            if self.output_node is not None:
+                made = completed_image(data, self.output_node, self.destination)
+                self.image = made or self.image
+        else:
+            self.ended = ended_status(name, data, self.destination) or self.ended
 
 
 class AsyncInvokeAI:
@@ -99,9 +111,9 @@ class AsyncInvokeAI:
         self.loop = asyncio.get_running_loop()
         self._client: httpx.AsyncClient | None = None
         self._items: dict[str, _Item] = {}
-        #: ``invocation_complete`` events of items not followed yet (a fast item can end
-        #: before its job's first wait), by item id, the oldest dropped first.
-        self._early: OrderedDict[int, list[Mapping[str, Any]]] = OrderedDict()
+        #: ``invocation_complete`` and status events of items not followed yet (a fast item
+        #: can end before its job's first wait), by item id, the oldest dropped first.
+        self._early: OrderedDict[int, list[tuple[str, Mapping[str, Any]]]] = OrderedDict()
         self._lookups: Lookups | None = None
         self._sio: Any = None
         self._live = False
@@ -253,22 +265,24 @@ class AsyncInvokeAI:
                 if news.item_id is None
                 else [self._items[k] for k in (str(news.item_id),) if k in self._items]
             )
-            if news.event is not None and news.event[0] == "invocation_complete":
-                if not items and news.item_id is not None:
-                    self._early.setdefault(news.item_id, []).append(news.event[1])
-                    while len(self._early) > _MAX_EARLY:
-                        self._early.popitem(last=False)
-                for item in items:
-                    item.completed(news.event[1])
-                    item.event.set()
-                continue
+            told = news.event is not None and news.event[0] in _TOLD
+            if told and not items and news.item_id is not None:
+                assert news.event is not None
+                self._early.setdefault(news.item_id, []).append(news.event)
+                while len(self._early) > _MAX_EARLY:
+                    self._early.popitem(last=False)
             for item in items:
                 if news.look:
                     item.look = True
                 if news.event is not None:
-                    update = event_update(*news.event, steps=item.steps, generator=self.gen.name)
-                    if update is not None:
-                        item.news.append(update)
+                    if told:
+                        item.told(*news.event)
+                    if news.event[0] != "invocation_complete":
+                        update = event_update(
+                            *news.event, steps=item.steps, generator=self.gen.name
+                        )
+                        if update is not None:
+                            item.news.append(update)
                 item.event.set()
 
     async def _drop_socket(self) -> None:
@@ -293,8 +307,8 @@ class AsyncInvokeAI:
                 output_node=str(ref.data.get("output_node") or self.gen._output_node()),
                 destination=None if destination is None else str(destination),
             )
-            for data in self._early.pop(int(ref.id), []) if ref.id.isdigit() else []:
-                item.completed(data)
+            for name, data in self._early.pop(int(ref.id), []) if ref.id.isdigit() else []:
+                item.told(name, data)
         return item
 
     async def _look_up(self, request: ImageRequest) -> Lookups:
@@ -315,10 +329,10 @@ class AsyncInvokeAI:
         gen = self.gen
         plan = plan_image(request, gen.config, gen._template, await self._look_up(request))
         destination = new_destination(request.width, request.height, request.key)
-        await self.ensure_events()  # subscribed before enqueuing: no event is missed
+        live = await self.ensure_events()  # subscribed before enqueuing: no event is missed
         found = await self._enqueue(enqueue_body(plan, destination), destination)
         ref = JobRef(str(found["item_id"]), gen._ref_data(found, destination, plan))
-        self.follow(ref)
+        self.follow(ref).poll.enqueued(gen.clock.monotonic(), events_live=live)
         return ref
 
     async def _enqueue(self, body: dict[str, Any], destination: str) -> dict[str, Any]:
@@ -375,6 +389,13 @@ class AsyncInvokeAI:
         item.event.clear()
         latest = item.news.pop() if item.news else None
         item.news.clear()
+        if item.ended is not None:
+            facts = ItemFacts.from_ref(ref.data, gen._output_node())
+            told = told_update(int(ref.id), item.ended, item.image, facts)
+            if told is not None:  # the events said it all: no need to read the item
+                item.poll.polled(gen.clock.monotonic(), told.status)
+                self._items.pop(ref.id, None)
+                return told
         due = item.poll.due(
             gen.clock.monotonic(),
             events_live=self._live,

@@ -6,9 +6,9 @@ transport at ``/ws/socket.io``, as InvokeAI serves it. On connecting it emits
 acknowledged that. :class:`QueueEvents` keeps it open on a background thread (reconnecting
 after a drop, backing off while the server refuses: :func:`~._schedule.reconnect_delay`)
 and hands each event to the :class:`ItemWatch` of its item (:mod:`._messages` decides
-which). Events only make waiting shorter: the queue item read over HTTP stays the source of
-truth, and a watch says "look now" whenever an event or the socket's state means the item
-may have changed.
+which). A watch says "look now" whenever an event or the socket's state means the item
+may have changed; the item is then read over HTTP, unless the events said it completed
+and named its image (:func:`~._queue.told_update`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ __all__ = ["ItemWatch", "QueueEvents", "socket_address", "socket_client"]
 
 log = logging.getLogger(__name__)
 
-#: Items whose ``invocation_complete`` events are kept until a watch starts (oldest go).
+#: Items whose ``invocation_complete`` and status events are kept until a watch starts
+#: (oldest go).
 _MAX_UNWATCHED = 64
+#: The events kept for an item no one watches yet: they name its image, and its end.
+_KEPT_UNWATCHED = frozenset({"invocation_complete", "queue_item_status_changed"})
 #: Events kept for a watch whose thread has not read them yet (older ones are dropped).
 _MAX_QUEUED = 512
 #: A connection that lived this long (seconds) was healthy: reconnect at once when it drops.
@@ -151,8 +154,8 @@ class QueueEvents:
         self._factory = client_factory
         self._lock = threading.Lock()
         self._watches: dict[int, set[ItemWatch]] = {}
-        #: The last ``invocation_complete`` events of items no one watched yet: a fast
-        #: item can finish before its job's first wait starts watching it.
+        #: The last ``invocation_complete`` and status events of items no one watched yet:
+        #: a fast item can finish before its job starts watching it.
         self._unwatched: OrderedDict[int, list[News]] = OrderedDict()
         self._sio: socketio.Client | None = None
         self._live = False
@@ -367,7 +370,7 @@ class QueueEvents:
                     watches = [w for ws in self._watches.values() for w in ws]
                 else:
                     watches = list(self._watches.get(news.item_id, ()))
-                    if not watches and news.event and news.event[0] == "invocation_complete":
+                    if not watches and news.event and news.event[0] in _KEPT_UNWATCHED:
                         self._unwatched.setdefault(news.item_id, []).append(news)
                         self._unwatched.move_to_end(news.item_id)
                         while len(self._unwatched) > _MAX_UNWATCHED:

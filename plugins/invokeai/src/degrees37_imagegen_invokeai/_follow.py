@@ -16,7 +16,7 @@ from degrees37_imagegen.clock import Clock
 from degrees37_imagegen.job import JobUpdate
 
 from ._events import ItemWatch
-from ._messages import completed_image, event_update
+from ._messages import completed_image, ended_status, event_update
 from ._schedule import PollState
 
 __all__ = ["EventClock", "Follow", "Follows", "wait_for_news"]
@@ -53,9 +53,12 @@ class Follow:
     destination: str | None = None
     #: The image an event said the output node made (name, width, height).
     image: tuple[str, int | None, int | None] | None = None
+    #: The final status an event gave the item.
+    ended: str | None = None
 
     def take(self, generator: str | None) -> None:
-        """Move what the socket said into :attr:`pending`, :attr:`look` and :attr:`image`."""
+        """Move what the socket said into :attr:`pending`, :attr:`look`, :attr:`image` and
+        :attr:`ended`."""
         if self.watch is None:
             return
         events, look = self.watch.take()
@@ -66,6 +69,7 @@ class Follow:
                     made = completed_image(data, self.output_node, self.destination)
                     self.image = made or self.image
                 continue
+            self.ended = ended_status(name, data, self.destination) or self.ended
             update = event_update(name, data, steps=self.steps, generator=generator)
             if update is not None:
                 self.pending.append(update)

@@ -4,8 +4,9 @@ InvokeAI pushes queue events over Socket.IO at ``/ws/socket.io`` once a client e
 ``subscribe_queue {"queue_id": "default"}`` (recorded from a real 6.14.2 in
 ``tests/plugins/invokeai/captures/rec_socketio_*.json``). Each event names its
 ``item_id``; :func:`read_event` says which items it concerns and whether they may have
-ended (then the item is read over HTTP, the source of truth), and :func:`event_update`
-what a progress event means as a :class:`JobUpdate`.
+ended (then the item is read over HTTP, unless :func:`ended_status` and
+:func:`completed_image` told it all: see :func:`~._queue.told_update`), and
+:func:`event_update` what a progress event means as a :class:`JobUpdate`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from degrees37_imagegen.progress import Progress
 
 from ._queue import TERMINAL_STATUSES, job_status
 
-__all__ = ["QUEUE_ID", "News", "completed_image", "event_progress", "event_update", "read_event"]
+__all__ = [
+    "QUEUE_ID",
+    "News",
+    "completed_image",
+    "ended_status",
+    "event_progress",
+    "event_update",
+    "read_event",
+]
 
 #: The queue this plugin uses (InvokeAI has only ``default``).
 QUEUE_ID = "default"
@@ -34,7 +43,8 @@ class News:
     """What one event says about one item (``item_id`` ``None``: about every item).
 
     ``look``: the item may have ended, read it now. ``event``: the event to turn into a
-    progress report, if it is one.
+    progress report, to take the image from (``invocation_complete``), or that says how
+    the item ended (``queue_item_status_changed``, see :func:`ended_status`).
     """
 
     item_id: int | None
@@ -60,7 +70,7 @@ def read_event(name: str, payload: Any) -> list[News]:
         return []
     ended = name == "queue_item_status_changed" and payload.get("status") in TERMINAL_STATUSES
     if ended:
-        return [News(item_id, look=True)]
+        return [News(item_id, look=True, event=(name, payload))]
     if name in _PROGRESS_EVENTS or name == "invocation_complete":
         return [News(item_id, event=(name, payload))]
     return []  # e.g. invocation_started of another queue: nothing to look at
@@ -92,6 +102,18 @@ def completed_image(
         width if _is_id(width) else None,
         height if _is_id(height) else None,
     )
+
+
+def ended_status(name: str, data: Mapping[str, Any], destination: str | None) -> str | None:
+    """The final status (``completed``, ``failed``, ``canceled``) that a
+    ``queue_item_status_changed`` event gives our item, if it is that event;
+    ``destination`` (ours) guards against an item of the same id after a restart."""
+    if name != "queue_item_status_changed":
+        return None
+    if destination is not None and data.get("destination") != destination:
+        return None
+    status = data.get("status")
+    return status if isinstance(status, str) and status in TERMINAL_STATUSES else None
 
 
 def event_update(

@@ -28,6 +28,7 @@ __all__ = [
     "match_model",
     "model_identifier",
     "result_image",
+    "told_update",
 ]
 
 #: InvokeAI's queue item statuses and the core's job statuses they mean.
@@ -133,6 +134,26 @@ def image_update(
         generated_size=generated,
         extra={**facts.extra, "queue_item": item_id, "image_name": name},
     )
+
+
+def told_update(
+    item_id: Any,
+    ended: str | None,
+    image: tuple[str, int | None, int | None] | None,
+    facts: ItemFacts,
+) -> JobUpdate | None:
+    """The job's end as the socket.io events told it, when they are enough not to read the
+    item: it ``completed`` (``queue_item_status_changed``) and the ``invocation_complete``
+    of its output node named the image. Otherwise (another end, for its error; no image
+    named) ``None``: read the item, the source of truth.
+
+    Both events come from the server, after it saved the image; an item canceled while its
+    output node ran also sends that node's ``invocation_complete`` (recorded), which is why
+    the status is needed too.
+    """
+    if ended != "completed" or image is None:
+        return None
+    return image_update(item_id, image, facts)
 
 
 def item_error(item: Mapping[str, Any], generator: str | None = None) -> QueueItemError:

@@ -1,6 +1,7 @@
 """When to read a queue item again, and when to retry the socket: decisions, no I/O.
 
-Polling the item is the source of truth; events only make it sooner. An item waiting
+Polling the item is the fallback; events make it sooner (or, for an item they say
+completed with its image, unneeded: :func:`~._queue.told_update`). An item waiting
 behind others is read gently (it must start before it can end); while socket.io events
 are live, an event says when to look, so the item is read only now and then in case an
 event was lost; otherwise it is read on the core's schedule (fast at first, then every
@@ -58,6 +59,14 @@ class PollState:
         """Note a read of the item."""
         self.status = status
         self.polled_at = now
+
+    def enqueued(self, now: float, *, events_live: bool) -> None:
+        """Note that the item was just enqueued. With the socket live (subscribed before the
+        enqueue: no event of the item can be missed), the enqueue's answer stands for a
+        first read (the item is there, pending) and the events say when to look; without
+        it, the item is read at once, as one never read."""
+        if events_live:
+            self.polled(now, "queued")
 
 
 def reconnect_delay(failures: int) -> float:

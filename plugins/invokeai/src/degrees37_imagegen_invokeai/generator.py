@@ -60,6 +60,7 @@ from ._queue import (
     image_update,
     item_read_failure,
     item_update,
+    told_update,
 )
 from ._resolution import as_size, fit_png, fit_target
 from ._schedule import GONE_GRACE
@@ -96,9 +97,9 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
     item id. Safe to use from several threads at once; nothing touches the network before
     the first image (or :meth:`test_connection`). With ``events`` (the default) the
     generator keeps one socket.io connection to InvokeAI, opened before the first enqueue,
-    and learns from its events when an item ends and how far it got; the queue item is still
-    read over HTTP (now and then in case an event is lost; on the core's schedule whenever
-    the socket is down).
+    and learns from its events when an item ends, how far it got, and the image a completed
+    one made; the queue item is still read over HTTP (after a failure, for its error; now
+    and then in case an event is lost; on the core's schedule whenever the socket is down).
     """
 
     default_settings: ClassVar[Mapping[str, Any]] = DEFAULT_SETTINGS
@@ -213,9 +214,13 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         """Build the graph and enqueue it; return as soon as InvokeAI accepted the batch."""
         plan = plan_image(request, self.config, self._template, self._look_up(request))
         destination = new_destination(request.width, request.height, request.key)
-        self._start_events()  # subscribed before enqueuing: no event is missed
+        events = self._start_events()  # subscribed before enqueuing: no event is missed
+        live = events is not None and events.live
         item = self._enqueue(enqueue_body(plan, destination), destination)
-        return JobRef(str(item["item_id"]), self._ref_data(item, destination, plan))
+        ref = JobRef(str(item["item_id"]), self._ref_data(item, destination, plan))
+        if live:
+            self._follow(ref).poll.enqueued(self.clock.monotonic(), events_live=True)
+        return ref
 
     def find_job(self, request: ImageRequest) -> JobRef | None:
         """The queue item enqueued for ``request`` (found by the destination its key makes),
@@ -271,6 +276,12 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
             follow.take(self.name)
         if follow.pending:
             return follow.pending.popleft()
+        if follow.ended is not None:
+            facts = ItemFacts.from_ref(ref.data, self._output_node())
+            told = told_update(int(ref.id), follow.ended, follow.image, facts)
+            if told is not None:  # the events said it all: no need to read the item
+                self._follows.drop(ref.id)
+                return told
         due = follow.poll.due(
             self.clock.monotonic(),
             events_live=follow.watch is not None and self._events_live(),

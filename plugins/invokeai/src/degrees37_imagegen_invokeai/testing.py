@@ -111,15 +111,15 @@ def running_fake(*, events: bool = False, **settings: Any) -> Iterator[FakeInvok
     """A fake InvokeAI whose routes take every httpx request to its ``base_url``.
 
     ``events=True`` also serves socket.io on a loopback port (the fake's ``base_url`` is
-    then that port's address) and lets items run by themselves once polled or subscribed
-    to. ``settings`` set the fake's attributes (``script``, ``run_after_polls``...).
+    then that port's address) and lets items run by themselves once enqueued, as the real
+    server runs them. ``settings`` set the fake's attributes (``script``, ``run_after_polls``...).
     """
     server = SocketIOServer().start() if events else None
     try:
         fake = FakeInvokeAI(base_url=server.url if server else BASE_URL)
         if server is not None:
             fake.attach_socketio(server.endpoint)
-            fake.run_after_polls = 1
+            fake.run_after_polls = 0
             fake.script = ["pending"]
         for key, value in settings.items():
             if not hasattr(fake, key):

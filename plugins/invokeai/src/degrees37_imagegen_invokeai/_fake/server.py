@@ -85,7 +85,8 @@ class FakeInvokeAI(FaultSwitches):
         #: The socket.io endpoint, when one is attached.
         self.sio: SocketIOEndpoint | None = None
         #: Once an item was polled this many times, it runs by itself on a thread, pushing
-        #: its events (the polls stop advancing it: give it the script ``["pending"]``).
+        #: its events (the polls stop advancing it: give it the script ``["pending"]``);
+        #: 0: as soon as it is enqueued, as on the real server.
         self.run_after_polls: int | None = None
         #: Cut the sockets instead of pushing this final status (the event is lost).
         self.drop_instead_of: str | None = None
@@ -271,6 +272,9 @@ class FakeInvokeAI(FaultSwitches):
         )
         answer["item_ids"] = [item.item_id]
         self._emit_batch_enqueued(item)
+        if self.run_after_polls == 0:
+            with self.lock:
+                self._start_running(item)
         self._raise_after(fault, request)
         if self.take_fault("enqueue_lost"):  # queued, but the answer never left
             raise httpx.RemoteProtocolError(DISCONNECTED, request=request)
@@ -302,17 +306,17 @@ class FakeInvokeAI(FaultSwitches):
             answer = self.captures.response(
                 "queue_item_blank_completed.json", body=self._item_body(item)
             )
-            if (
-                self.run_after_polls is not None
-                and item.polls >= self.run_after_polls
-                and item.status == "pending"
-                and not item.running
-            ):
-                item.running = True
-                runner = threading.Thread(target=self._run, args=(item,), daemon=True)
-                self.runners.append(runner)
-                runner.start()
+            if self.run_after_polls is not None and item.polls >= self.run_after_polls:
+                self._start_running(item)
             return answer
+
+    def _start_running(self, item: FakeItem) -> None:
+        """Run a pending item by itself on a thread (once; the lock held)."""
+        if item.status == "pending" and not item.running:
+            item.running = True
+            runner = threading.Thread(target=self._run, args=(item,), daemon=True)
+            self.runners.append(runner)
+            runner.start()
 
     def _cancel(self, request: httpx.Request, item_id: str) -> httpx.Response:
         self._log(request)
