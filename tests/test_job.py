@@ -405,3 +405,19 @@ def test_a_secret_in_a_plugins_error_is_hidden(server: Server) -> None:
         Leaky(server).submit("x", width=8, height=8)
     assert "s3cret" not in str(info.value)
     assert "http://user:***@host:9/api" in str(info.value)
+
+
+def test_a_password_in_the_server_url_is_in_no_saved_job_or_image(
+    server: Server, tmp_path: Path
+) -> None:
+    url = "http://user:s3cret@host:9"
+    job = StepGenerator(server, {"url": url}).submit("x", width=8, height=8, seed=1)
+    data = json.loads(json.dumps(job.to_dict()))
+    assert data["server"] == "http://user:***@host:9"
+    again = StepGenerator(server, {"url": url}).attach(data)  # the same server still
+    path = again.wait().save(tmp_path / "x.png")
+    assert again.info is not None
+    assert again.info.server == "http://user:***@host:9"
+    assert "s3cret" not in json.dumps(read_png_text(path))
+    old = {**data, "server": url}  # saved before passwords were hidden: still attaches
+    assert StepGenerator(server, {"url": url}).attach(old).id == job.id

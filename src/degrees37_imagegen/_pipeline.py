@@ -243,7 +243,7 @@ def info_for(gen: BaseImageGenerator, job: ImageJob, update: JobUpdate) -> Image
         generated_width=generated[0] if generated else None,
         generated_height=generated[1] if generated else None,
         extra=dict(update.extra),
-        server=gen.server,
+        server=gen.shown_server,
     )
 
 
@@ -393,7 +393,7 @@ def find_sent(gen: BaseImageGenerator, request: ImageRequest) -> JobRef:
     ref: JobRef | None = call_step(gen, gen.retrying, gen.find_job, request)
     if ref is None:
         raise GeneratorError(
-            f"job {request.key} is not on {gen.server or gen.name}: it was never sent, or "
+            f"job {request.key} is not on {gen.shown_server or gen.name}: it was never sent, or "
             "the server lost it",
             generator=gen.name,
             work="not_sent",
@@ -414,10 +414,10 @@ def attach(
             f"(generator {gen.name!r})",
             generator=gen.name,
         )
-    if data.get("server") != gen.server:
+    if not gen.addresses(data.get("server")):
         raise InvalidRequestError(
             f"saved job {data['id']} runs on {data.get('server')}, but generator "
-            f"{gen.name!r} addresses {gen.server}",
+            f"{gen.name!r} addresses {gen.shown_server}",
             generator=gen.name,
         )
     if gen._legacy:

@@ -451,7 +451,7 @@ async def aattach(
     if members is not None:
         server = data.get("server") if isinstance(data, Mapping) else None
         for member in members:
-            if member.generator.server == server:
+            if member.generator.addresses(server):
                 job: AsyncImageJob = await member.generator.aattach(data, on_progress=on_progress)
                 gen._remember(job.sync_job)
                 return job
@@ -467,7 +467,7 @@ async def aattach(
     own_class = f"{cls.__module__}:{cls.__qualname__}"
     if data["id"] is None:  # saved before it was sent: the lookup is a rare, blocking read
         return AsyncImageJob(await asyncio.to_thread(gen.attach, data, on_progress=on_progress))
-    if data["class"] != own_class or data.get("server") != gen.server or gen._legacy:
+    if data["class"] != own_class or not gen.addresses(data.get("server")) or gen._legacy:
         # The sync attach says what is wrong, in the same words (and does no I/O then).
         return AsyncImageJob(gen.attach(data, on_progress=on_progress))
     request = ImageRequest.from_dict(data["request"])

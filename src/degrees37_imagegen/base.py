@@ -19,7 +19,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .errors import ConfigError, GeneratorError, InvalidRequestError
 from .job import ImageData, ImageJob, JobRef, JobUpdate
 from .progress import Progress, ProgressCallback
-from .redaction import redact, redact_text
+from .redaction import redact, redact_text, redact_url
 from .request import ImageRequest
 
 if TYPE_CHECKING:
@@ -344,6 +344,18 @@ class BaseImageGenerator(AsyncAPI, ABC):
             return None
         value = self.config.get(self.server_setting)
         return None if value is None else str(value)
+
+    @property
+    def shown_server(self) -> str | None:
+        """:attr:`server` with any password in it hidden: what goes into saved jobs, image
+        metadata and messages."""
+        server = self.server
+        return None if server is None else redact_url(server)
+
+    def addresses(self, server: object) -> bool:
+        """Whether ``server`` (from a saved job: :attr:`shown_server`, or :attr:`server` in
+        jobs saved before passwords were hidden) names this generator's server."""
+        return server in (self.server, self.shown_server)
 
     # -- the original API, over jobs --------------------------------------------------------
 

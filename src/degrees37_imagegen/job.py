@@ -340,7 +340,7 @@ def saved_job(
         "format": JOB_FORMAT,
         "generator": gen.name,
         "class": f"{cls.__module__}:{cls.__qualname__}",
-        "server": gen.server,
+        "server": gen.shown_server,
         "id": None if ref is None else ref.id,
         "ref": {} if ref is None else dict(ref.data),
         "request": request.to_dict(),

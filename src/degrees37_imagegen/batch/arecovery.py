@@ -22,7 +22,7 @@ from ..errors import GeneratorError, JobCanceledError
 from ..files import check_output
 from ..generation import GenerationResult
 from ..job import ImageJob
-from ..progress import Progress, ProgressCallback
+from ..progress import ProgressCallback
 from .health import revive_due
 from .pool import GeneratorPool
 from .recovery import Made, RetryPolicy, _answers, _move
@@ -30,6 +30,7 @@ from .retry_rules import (
     judge,
     may_wait_outage,
     outage_error,
+    outage_progress,
     outage_wait,
     outage_without_wait,
     over_time,
@@ -184,7 +185,7 @@ async def _await_server(
 ) -> None:
     """Probe ``gen`` with backoff until it answers; raise past the outage tolerance."""
     clock = gen.clock
-    where = gen.server or gen.name
+    where = gen.shown_server or gen.name
     probe = 0
     while True:
         waited = clock.monotonic() - since
@@ -192,13 +193,7 @@ async def _await_server(
         if delay is None:
             raise outage_error(where, gen.name, error, waited, policy) from error
         if on_progress is not None:
-            on_progress(
-                Progress(
-                    "queued",
-                    f"waiting for {where} (not answering for {waited:.0f}s)",
-                    generator=gen.name,
-                )
-            )
+            on_progress(outage_progress(where, gen.name, waited))
         probe += 1
         await _asleep(clock, delay, canceled)
         if canceled() or await asyncio.to_thread(_answers, gen):

@@ -239,7 +239,7 @@ class GeneratorPool(BaseImageGenerator):
         """Re-attach to a saved job through the member that addresses its server."""
         server = data.get("server") if isinstance(data, Mapping) else None
         for member in self.members:
-            if member.generator.server == server:
+            if member.generator.addresses(server):
                 job = member.generator.attach(data, on_progress=on_progress)
                 self._remember(job)
                 return job

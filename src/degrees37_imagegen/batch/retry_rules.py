@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING
 
 from ..errors import GeneratorConnectionError, GeneratorTimeoutError
 from ..faults import Fault, backoff_delay, classify
+from ..progress import Progress
 
 if TYPE_CHECKING:
     from .recovery import RetryPolicy
 
 __all__ = [
+    "outage_progress",
     "Verdict",
     "judge",
     "may_wait_outage",
@@ -88,6 +90,13 @@ def outage_wait(policy: RetryPolicy, *, waited: float, probe: int) -> float | No
         return None
     delay = backoff_delay(probe, base=policy.base_delay, cap=policy.max_delay)
     return min(delay, max(0.0, policy.outage_tolerance - waited))
+
+
+def outage_progress(where: str, generator: str, waited: float) -> Progress:
+    """What a job waiting for its server that does not answer reports."""
+    return Progress(
+        "queued", f"waiting for {where} (not answering for {waited:.0f}s)", generator=generator
+    )
 
 
 def outage_error(
