@@ -5,6 +5,12 @@ user + system CPU of the ``imagegen batch`` process (``RUSAGE_CHILDREN``) for N 
 minus that of the same command with ``--dry-run`` (start-up, config, reading the jobs),
 divided by N. Each fake makes an image in ``--seconds`` (default 0.02 s).
 
+Two costs that are the machine's, not the client's, are kept out, as for an installed copy:
+the checkout's modules are compiled to bytecode first (``pip install`` does that; under
+``PYTHONDONTWRITEBYTECODE`` every run would compile them again), and every run's images
+stay until the script ends (deleting thousands of files makes the next thousand file
+creations cost the kernel up to 1 ms each for minutes, on ext4).
+
     python benchmarks/client_cpu.py [--jobs 200] [--servers 1] [--backends comfyui,invokeai,mock]
     python benchmarks/client_cpu.py --jobs 1000 --servers 4 --driver both   # issue 11's figures
     python benchmarks/client_cpu.py --jobs 1000 --servers 4 --driver both --repeat 3
@@ -94,6 +100,27 @@ def _config(backend: str, urls: list[str], work: Path) -> str:
     return json.dumps({"generators": {"bench": entry}})  # JSON is YAML
 
 
+#: Every run's folder (its 1,000 images) stays until the script ends. Deleting thousands of
+#: files makes the next thousand creations cost ~0.3-1 ms of kernel CPU each for a few
+#: minutes (ext4 skips recently deleted inodes one by one when it allocates a new one),
+#: which one run's clean-up would bill to the next run's client.
+_KEEP = tempfile.TemporaryDirectory(prefix="client_cpu-")
+
+
+def compile_sources(src: Path) -> None:
+    """Compile the checkout's modules to bytecode once, as ``pip install`` does: with
+    ``PYTHONDONTWRITEBYTECODE`` set, every run would otherwise compile ~150 modules anew
+    (~0.15 s of CPU), which is start-up a user's installed copy never pays."""
+    import compileall
+
+    for folder in _source_paths(src):
+        compileall.compile_dir(folder, quiet=1)
+
+
+def _source_paths(src: Path) -> list[Path]:
+    return [src / "src", *(src / "plugins" / p / "src" for p in ("mock", "invokeai", "comfyui"))]
+
+
 def _cpu_of(command: list[str], env: dict[str, str]) -> float:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -151,36 +178,32 @@ def measure(
         assert server.stdout is not None
         urls = json.loads(server.stdout.readline())
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
-            (work / "generators.yaml").write_text(_config(backend, urls, work), encoding="utf-8")
-            lines = [
-                json.dumps({"prompt": f"scene {i}", "width": 64, "height": 64, "seed": i})
-                for i in range(jobs)
-            ]
-            (work / "jobs.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-            paths = [
-                src / "src",
-                *(src / "plugins" / p / "src" for p in ("mock", "invokeai", "comfyui")),
-            ]
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths))}
-            if driver == "api":
-                base = [sys.executable, "-c", ASYNC_CLIENT, str(work / "jobs.jsonl")]
-                base += [str(work / "generators.yaml"), "bench"]
-                dry = _cpu_of([*base, str(work / "dry"), "dry"], env)
-                started = time.perf_counter()
-                full = _cpu_of([*base, str(work / "out"), "run"], env)
-            else:  # the issue's measurement: imagegen batch, and the same with --dry-run
-                base = [sys.executable, "-c", "from degrees37_imagegen.cli import main; main()"]
-                base += ["batch", str(work / "jobs.jsonl"), "-c", str(work / "generators.yaml")]
-                base += ["-g", "bench", "--json"]
-                if driver != "default":
-                    base += ["--driver", driver]
-                dry = _cpu_of([*base, "--dry-run", "-o", str(work / "dry")], env)
-                started = time.perf_counter()
-                full = _cpu_of([*base, "-o", str(work / "out")], env)
-            wall = time.perf_counter() - started
-            made = len(list((work / "out").glob("*.png")))
+        work = Path(tempfile.mkdtemp(dir=_KEEP.name))  # kept until the script ends: see _KEEP
+        (work / "generators.yaml").write_text(_config(backend, urls, work), encoding="utf-8")
+        lines = [
+            json.dumps({"prompt": f"scene {i}", "width": 64, "height": 64, "seed": i})
+            for i in range(jobs)
+        ]
+        (work / "jobs.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        paths = _source_paths(src)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths))}
+        if driver == "api":
+            base = [sys.executable, "-c", ASYNC_CLIENT, str(work / "jobs.jsonl")]
+            base += [str(work / "generators.yaml"), "bench"]
+            dry = _cpu_of([*base, str(work / "dry"), "dry"], env)
+            started = time.perf_counter()
+            full = _cpu_of([*base, str(work / "out"), "run"], env)
+        else:  # the issue's measurement: imagegen batch, and the same with --dry-run
+            base = [sys.executable, "-c", "from degrees37_imagegen.cli import main; main()"]
+            base += ["batch", str(work / "jobs.jsonl"), "-c", str(work / "generators.yaml")]
+            base += ["-g", "bench", "--json"]
+            if driver != "default":
+                base += ["--driver", driver]
+            dry = _cpu_of([*base, "--dry-run", "-o", str(work / "dry")], env)
+            started = time.perf_counter()
+            full = _cpu_of([*base, "-o", str(work / "out")], env)
+        wall = time.perf_counter() - started
+        made = len(list((work / "out").glob("*.png")))
     finally:
         if server is not None:
             server.communicate("")
@@ -299,6 +322,7 @@ def main() -> None:
             if backend != "mock":
                 print(gather(backend, args.gather, args.seconds, args.src.resolve()), flush=True)
         return
+    compile_sources(args.src.resolve())
     print(f"client CPU per image, code from {args.src}")
     drivers = ("threads", "async") if args.driver == "both" else (args.driver,)
     for backend in args.backends.split(","):
