@@ -12,6 +12,7 @@ from degrees37_imagegen import (
     GeneratorError,
     OutputError,
     add_png_text,
+    atomic_file,
     atomic_path,
     output_format,
     read_png_text,
@@ -53,6 +54,30 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:
         write_then_fail()
     assert final.read_bytes() == b"old"
     assert list(tmp_path.iterdir()) == [final]
+
+
+def test_atomic_file_writes_the_file_it_created(tmp_path: Path) -> None:
+    final = tmp_path / "new" / "deeper" / "a.png"  # folders are made when missing
+    with atomic_file(final) as (tmp, fh):
+        fh.write(b"bytes")
+        assert tmp.parent == final.parent
+        assert not final.exists()
+    assert final.read_bytes() == b"bytes"
+    assert list(final.parent.iterdir()) == [final]
+
+
+def test_atomic_file_names_what_is_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    in_the_way = {
+        "file/a.png": r"cannot write .*a\.png: .*file is not a folder",
+        "dir.png": r"dir\.png: it is a folder",
+        "file/deeper/b.png": r"cannot write .*b\.png: Not a directory",
+    }
+    (tmp_path / "dir.png").mkdir()
+    for name, message in in_the_way.items():
+        with pytest.raises(OutputError, match=message), atomic_file(tmp_path / name):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.png", "file"]
 
 
 def test_truncated_image_is_never_written(tmp_path: Path) -> None:

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     )
     from .files import (
         add_png_text,
+        atomic_file,
         atomic_path,
         output_format,
         read_png_text,
@@ -136,6 +137,7 @@ _LAZY: dict[str, str] = {
     "UnknownSettingWarning": "base",
     "UnknownOptionWarning": "arguments",
     "add_png_text": "files",
+    "atomic_file": "files",
     "atomic_path": "files",
     "expand_env": "config",
     "find_config": "config",
@@ -220,6 +222,7 @@ __all__ = [
     "UnknownSettingWarning",
     "__version__",
     "add_png_text",
+    "atomic_file",
     "atomic_path",
     "expand_env",
     "find_config",

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from .errors import IncompleteImageError
-from .files import _PNG_SIGNATURE, atomic_path
+from .files import _PNG_SIGNATURE, atomic_file
 
 __all__ = ["awrite_image"]
 
@@ -109,13 +109,13 @@ async def awrite_image(
 
     final = Path(output_path)
     check = _PNGCheck()
-    with atomic_path(final) as tmp:
-        with open(tmp, "wb") as fh:
-            writer = TailWriter(fh)
-            async for chunk in _as_chunks(data):
-                check.feed(chunk)
-                writer.write(chunk)
-            writer.close(text, png=check.whole)
+    with atomic_file(final) as (tmp, fh):
+        writer = TailWriter(fh)
+        async for chunk in _as_chunks(data):
+            check.feed(chunk)
+            writer.write(chunk)
+        writer.close(text, png=check.whole)
+        fh.close()
         if check.png and not (check.whole and check.size is not None):
             raise IncompleteImageError(  # a PNG that failed the stream's checks
                 f"cannot save {final}: the PNG received is not whole", work="ran"

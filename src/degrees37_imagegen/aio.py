@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -39,6 +38,7 @@ from .files import output_format
 from .job import ImageJob, JobRef, JobStatus, _safe_name, check_job_data
 from .progress import Progress, ProgressCallback
 from .request import ImageRequest
+from .tls import ssl_context
 
 if TYPE_CHECKING:
     from .base import BaseImageGenerator, ImageInfo
@@ -83,23 +83,17 @@ async def await_event(clock: Clock, event: asyncio.Event, seconds: float) -> boo
         await asleep(clock, seconds)
         return event.is_set()
     try:
-        await asyncio.wait_for(event.wait(), max(0.0, seconds))
+        if _timeout is not None:  # no task per wait, as wait_for makes (Python 3.11+)
+            async with _timeout(max(0.0, seconds)):
+                await event.wait()
+        else:
+            await asyncio.wait_for(event.wait(), max(0.0, seconds))
     except asyncio.TimeoutError:
         return False
     return True
 
 
-@functools.lru_cache(maxsize=2)
-def ssl_context(verify: bool) -> ssl.SSLContext:
-    """One TLS context per process for every async HTTP client (each one made anew costs
-    ~60 ms of CPU reading the CA bundle): certifi's CAs, or no checks when ``verify`` is off."""
-    import certifi
-
-    context = ssl.create_default_context(cafile=certifi.where())
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+_timeout = getattr(asyncio, "timeout", None)
 
 
 # -- calling plugin steps --------------------------------------------------------------------

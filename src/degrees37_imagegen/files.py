@@ -21,6 +21,7 @@ from .errors import GeneratorError, IncompleteImageError, OutputError
 __all__ = [
     "METADATA_PREFIX",
     "add_png_text",
+    "atomic_file",
     "atomic_path",
     "check_output",
     "output_format",
@@ -54,18 +55,36 @@ def atomic_path(final_path: str | Path, suffix: str = ".part") -> Iterator[Path]
     If the block raises, the temporary file is removed and ``final_path`` is untouched.
     Raises :class:`OutputError` naming the path when nothing can be written there.
     """
+    with atomic_file(final_path, suffix) as (tmp, fh):
+        fh.close()
+        yield tmp
+
+
+@contextlib.contextmanager
+def atomic_file(final_path: str | Path, suffix: str = ".part") -> Iterator[tuple[Path, BinaryIO]]:
+    """:func:`atomic_path` that also yields the temporary file, open for binary writing
+    (closed before it is moved into place): the file is created once, not created and then
+    opened again."""
     final = Path(final_path)
     if final.is_dir():
         raise OutputError(f"cannot write {final}: it is a folder", final)
-    if final.parent.exists() and not final.parent.is_dir():
-        raise OutputError(f"cannot write {final}: {final.parent} is not a folder", final)
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _create_beside(final, suffix)
-    except OSError as exc:
-        raise OutputError(f"cannot write {final}: {exc.strerror or exc}", final) from exc
+        tmp, fh = _create_beside(final, suffix)
+    except OSError as first:
+        # Only now look at the folder (most images go to one that is there): say what is
+        # wrong with it, or make it.
+        if final.parent.exists() and not final.parent.is_dir():
+            raise OutputError(
+                f"cannot write {final}: {final.parent} is not a folder", final
+            ) from first
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp, fh = _create_beside(final, suffix)
+        except OSError as exc:
+            raise OutputError(f"cannot write {final}: {exc.strerror or exc}", final) from exc
     try:
-        yield tmp
+        with fh:
+            yield tmp, fh
         try:
             os.replace(tmp, final)
         except OSError as exc:
@@ -76,8 +95,9 @@ def atomic_path(final_path: str | Path, suffix: str = ".part") -> Iterator[Path]
         raise
 
 
-def _create_beside(final: Path, suffix: str) -> Path:
-    """Create an empty, new temporary file beside ``final`` and return its path.
+def _create_beside(final: Path, suffix: str) -> tuple[Path, BinaryIO]:
+    """Create a new temporary file beside ``final``; return its path and the file, open
+    for binary writing.
 
     Unlike :func:`tempfile.mkstemp` (always mode 0600), the file is created with mode 0666
     less the umask, as any other file the user writes: 0644 under the usual umask 022, so
@@ -86,12 +106,14 @@ def _create_beside(final: Path, suffix: str) -> Path:
     for _ in range(100):
         tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}{suffix}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o666)
         except FileExistsError:
             continue
-        os.close(fd)
-        return tmp
+        return tmp, os.fdopen(fd, "wb")
     raise FileExistsError(f"no free temporary name beside {final}")
+
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def verify_image(path: str | Path) -> tuple[str, tuple[int, int]]:
@@ -184,12 +206,12 @@ def write_image(
     and WebP); that conversion holds the image in memory.
     """
     final = Path(output_path)
-    with atomic_path(final) as tmp:
-        with open(tmp, "wb") as fh:
-            writer = TailWriter(fh)
-            for chunk in (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data:
-                writer.write(chunk)
-            writer.close(text)
+    with atomic_file(final) as (tmp, fh):
+        writer = TailWriter(fh)
+        for chunk in (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data:
+            writer.write(chunk)
+        writer.close(text)
+        fh.close()
         return finish_image(tmp, final, fmt, text)
 
 

@@ -1,0 +1,43 @@
+"""TLS contexts shared by every HTTP client of the process.
+
+Each ``httpx`` client made with ``verify=True`` builds a context of its own, reading the
+whole CA bundle (~50 ms of CPU); a pool of servers, each with a sync and an async client,
+paid that again and again. These are made once per setting and handed to every client.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import ssl
+
+__all__ = ["ssl_context"]
+
+
+def ssl_context(verify: bool = True) -> ssl.SSLContext:
+    """The process's TLS context for clients that check certificates (``verify``) or not.
+
+    Made as ``httpx`` makes its own: the CAs of ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` when
+    one is set, else certifi's; with ``verify`` off, a context that checks nothing.
+    """
+    if not verify:
+        return _context(False, None, None)
+    cafile = os.environ.get("SSL_CERT_FILE") or None
+    capath = None if cafile else os.environ.get("SSL_CERT_DIR") or None
+    return _context(True, cafile, capath)
+
+
+@functools.lru_cache(maxsize=8)
+def _context(verify: bool, cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    if not verify:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if cafile is None and capath is None:
+        try:
+            import certifi
+        except ImportError:  # the core alone: the system's CAs
+            return ssl.create_default_context()
+        cafile = certifi.where()
+    return ssl.create_default_context(cafile=cafile, capath=capath)
