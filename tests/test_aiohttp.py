@@ -33,12 +33,21 @@ PATHS = [
 ]
 
 
+PARAMS = [
+    None,
+    {"filename": "a b.png", "type": "output"},
+    {"filename": "caf\u00e9/x&y=z+%41.png", "subfolder": "", "type": "temp"},
+    {"n": 3, "flag": True, "none": None},  # not only strings: httpx's own encoding
+    {"path": "a/b?c#d", "tilde": "~_.-*'()!"},
+]
+
+
 @pytest.mark.parametrize("base", BASES)
 def test_urls_are_httpx_own(base: str) -> None:
     ours, theirs = AsyncClient(base_url=base), httpx.AsyncClient(base_url=base)
     for _ in range(2):  # made, then kept
         for path in PATHS:
-            for params in (None, {"filename": "a b.png", "type": "output"}):
+            for params in PARAMS:
                 got = ours.build_request("GET", path, params=params).url
                 want = theirs.build_request("GET", path, params=params).url
                 assert str(got) == str(want), (base, path, params)
@@ -93,3 +102,14 @@ def test_a_response_without_cookies_skips_the_jar() -> None:
         client.cookies.extract_cookies(
             httpx.Response(200, headers={"Set-Cookie": "b=2"}, request=response.request)
         )
+
+
+def test_a_plain_path_with_params_parses_no_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = AsyncClient(base_url="http://127.0.0.1:8188")
+    client.build_request("GET", "/view")  # the path's URL is made (and kept) once
+    parsed: list[object] = []
+    real = httpx._urls.urlparse  # type: ignore[attr-defined]
+    monkeypatch.setattr(httpx._urls, "urlparse", lambda *a, **k: parsed.append(a) or real(*a, **k))
+    request = client.build_request("GET", "/view", params={"filename": "a.png", "type": "output"})
+    assert str(request.url) == "http://127.0.0.1:8188/view?filename=a.png&type=output"
+    assert parsed == []

@@ -16,6 +16,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -56,6 +57,17 @@ class AsyncClient(httpx.AsyncClient):
     def cookies(self, cookies: httpx._types.CookieTypes) -> None:
         self._cookies = _Cookies(cookies)
 
+    def build_request(
+        self, method: str, url: httpx.URL | str, *, params: Any = None, **kwargs: Any
+    ) -> httpx.Request:
+        """httpx's ``build_request``; a plain path's string ``params`` are encoded here, as
+        httpx encodes them (``urlencode``), without parsing the URL they make again."""
+        if params and isinstance(url, str) and not self.params and isinstance(params, dict):
+            with_query = _with_query(self._merge_url(url), params)
+            if with_query is not None:
+                url, params = with_query, None
+        return super().build_request(method, url, params=params, **kwargs)
+
     def _merge_url(self, url: httpx.URL | str) -> httpx.URL:
         if not isinstance(url, str) or not _PLAIN_PATH.match(url) or "/." in url:
             return super()._merge_url(url)
@@ -78,6 +90,20 @@ def _joined(base: httpx.URL, path: str) -> httpx.URL:
     url = httpx.URL.__new__(httpx.URL)
     url._uri_reference = parts._replace(path=(parts.path or "/") + path[1:])  # type: ignore[attr-defined]
     return url
+
+
+def _with_query(url: httpx.URL, params: dict[Any, Any]) -> httpx.URL | None:
+    """``url`` (without a query) with ``params`` (strings and whole numbers) as its query,
+    encoded as httpx encodes them; ``None`` when httpx should do it."""
+    parts = getattr(url, "_uri_reference", None)
+    if not isinstance(parts, tuple) or parts.query is not None:  # type: ignore[attr-defined]
+        return None
+    for key, value in params.items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (str, int)):
+            return None
+    joined = httpx.URL.__new__(httpx.URL)
+    joined._uri_reference = parts._replace(query=urlencode(params))  # type: ignore[attr-defined]
+    return joined
 
 
 class _Cookies(httpx.Cookies):
