@@ -82,12 +82,15 @@ async def await_event(clock: Clock, event: asyncio.Event, seconds: float) -> boo
     if not isinstance(clock, SystemClock):
         await asleep(clock, seconds)
         return event.is_set()
+    if seconds <= 0:  # a look, not a wait: no timer for it
+        await asyncio.sleep(0)
+        return event.is_set()
     try:
         if _timeout is not None:  # no task per wait, as wait_for makes (Python 3.11+)
-            async with _timeout(max(0.0, seconds)):
+            async with _timeout(seconds):
                 await event.wait()
         else:
-            await asyncio.wait_for(event.wait(), max(0.0, seconds))
+            await asyncio.wait_for(event.wait(), seconds)
     except asyncio.TimeoutError:
         return False
     return True
