@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from degrees37_imagegen_comfyui import (
     ComfyUIValidationError,
 )
 from degrees37_imagegen_comfyui._errors import http_error
-from degrees37_imagegen_comfyui._monitor import PromptTracker, decode
+from degrees37_imagegen_comfyui._monitor import KINDS, PromptTracker, decode
 from degrees37_imagegen_comfyui._protocol import (
     cancel_action,
     canceled_by_us,
@@ -144,6 +145,50 @@ def test_decode() -> None:
     assert decode(b"\x00\x00\x00\x01") is None  # a binary preview
     assert decode("not json") is None
     assert decode("[1, 2]") is None
+    assert decode('{"type": ["status"], "data": {}}') is None
+
+
+WS_CAPTURES = (
+    "exec_errors_part_a.ws.json",
+    "ok_1080x1920_repeat_cached.ws.json",
+    "ok_512x512.ws.json",
+    "queue_interrupt_part2.ws.json",
+    "ws_reconnect_after.ws.json",
+)
+
+
+@pytest.mark.parametrize("name", WS_CAPTURES)
+def test_decode_skips_only_messages_that_change_nothing(name: str) -> None:
+    """Each captured message, written as ComfyUI writes it: those of a type in KINDS come
+    back as they are; the others (progress_state) are skipped, and a tracker of their
+    prompt (started or not) would have made nothing of them either."""
+    texts = [m["msg"] for m in load_capture(name)["messages"] if m.get("kind") == "text"]
+    skipped = 0
+    for message in texts:
+        raw = json.dumps(message)  # as ComfyUI's send_json writes it
+        if message["type"] in KINDS:
+            assert decode(raw) == message
+            continue
+        skipped += 1
+        assert decode(raw) is None
+        assert decode(json.dumps(message, separators=(",", ":"))) is None  # parsed, then known
+        prompt_id = message["data"].get("prompt_id")
+        for started in (False, True):
+            tracker = PromptTracker(str(prompt_id), {})
+            tracker.started = started
+            assert tracker.handle(message) is None
+    assert skipped == sum(1 for m in texts if m["type"] not in KINDS)
+
+
+def test_decode_parses_any_frame_that_may_be_of_a_known_type() -> None:
+    """Only a frame whose one type can be read off its start is skipped unparsed: an escaped
+    type, or a second "type" key (JSON keeps the last), is parsed."""
+    escaped = '{"type": "execut\\u0069ng", "data": {"node": "3", "prompt_id": "p"}}'
+    assert decode(escaped) == {"type": "executing", "data": {"node": "3", "prompt_id": "p"}}
+    twice = '{"type": "progress_state", "data": {}, "type": "execution_start"}'
+    assert decode(twice) == {"type": "execution_start", "data": {}}
+    assert decode('{"type": "progress_state", "data": {"nodes": {}}}') is None
+    assert decode('{"type": "progress_state", "data": ') is None  # cut short: as before
 
 
 # -- HTTP answers ---------------------------------------------------------------------------

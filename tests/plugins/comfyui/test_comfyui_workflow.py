@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from pathlib import Path
@@ -420,3 +421,32 @@ def test_builtin_workflow_is_a_fresh_copy() -> None:
     first = builtin_workflow()
     first["6"]["inputs"]["text"] = "changed"
     assert builtin_workflow()["6"]["inputs"]["text"] == ""
+
+
+def test_render_makes_a_deep_copy_each_time() -> None:
+    """Every dict and list of a rendered workflow is its own (img2img and LoRAs change
+    them in place), and an input of another type (a tuple, from Python) is copied too."""
+    source = {**STANDARD, "9": {**STANDARD["9"], "_meta": {"title": "Save", "tags": ["a"]}}}
+    source["9"]["inputs"] = {**source["9"]["inputs"], "extra": (1, [2])}
+    template = WorkflowTemplate(source)
+    pristine = copy.deepcopy(template.nodes)
+    first, second = template.render(VALUES), template.render(VALUES)
+    assert first == second
+    assert first["9"]["inputs"]["extra"] == (1, [2])
+
+    def containers(value: Any) -> list[Any]:
+        if isinstance(value, dict):
+            return [value, *(c for v in value.values() for c in containers(v))]
+        if isinstance(value, (list, tuple)):
+            return [value, *(c for v in value for c in containers(v))]
+        return []
+
+    shared = {id(c) for c in containers(first)} & {id(c) for c in containers(template.nodes)}
+    assert not shared
+    for container in containers(first):
+        if isinstance(container, dict):
+            container["x"] = 1
+        elif isinstance(container, list):
+            container.append(1)
+    assert template.nodes == pristine
+    assert second == template.render(VALUES)

@@ -94,6 +94,8 @@ class AsyncComfyUI:
         self._connect_wait = 0.0
         self._prompts: dict[str, _Prompt] = {}
         self._current: str | None = None  # the prompt the socket last said is running
+        template = gen.template
+        self._class_types = {n: template.class_type(n) for n in template.nodes}
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -258,19 +260,25 @@ class AsyncComfyUI:
         data = message.get("data")
         if not isinstance(data, Mapping):
             return
-        if message.get("type") == "status":
+        kind = message.get("type")
+        if kind == "status":
             targets = list(self._prompts.values())
         else:
             prompt_id = data.get("prompt_id")
-            if prompt_id is not None and message.get("type") in ("execution_start", "executing"):
-                self._current = str(prompt_id)
-            key = str(prompt_id) if prompt_id is not None else self._current
+            if prompt_id is None:
+                key = self._current
+            else:
+                key = str(prompt_id)
+                if kind in ("execution_start", "executing"):
+                    self._current = key
             target = self._prompts.get(key) if key is not None else None
-            targets = [target] if target is not None else []
-        if message.get("type") == "executed" and len(targets) == 1:
-            node, output = data.get("node"), data.get("output")
-            if node is not None and isinstance(output, Mapping):
-                targets[0].outputs[str(node)] = output
+            if target is None:
+                return
+            if kind == "executed":
+                node, output = data.get("node"), data.get("output")
+                if node is not None and isinstance(output, Mapping):
+                    target.outputs[str(node)] = output
+            targets = [target]
         for prompt in targets:
             update = prompt.tracker.handle(message)
             if update is not None:
@@ -283,9 +291,7 @@ class AsyncComfyUI:
         """The prompt ``ref`` as followed here (made anew for one submitted elsewhere)."""
         prompt = self._prompts.get(ref.id)
         if prompt is None:
-            gen = self.gen
-            class_types = {n: gen.template.class_type(n) for n in gen.template.nodes}
-            tracker = PromptTracker(ref.id, class_types, generator=gen.name)
+            tracker = PromptTracker(ref.id, self._class_types, generator=self.gen.name)
             prompt = self._prompts[ref.id] = _Prompt(ref.id, tracker, ref.data)
         return prompt
 

@@ -23,18 +23,56 @@ from degrees37_imagegen.progress import Progress, Stage
 
 from ._errors import ComfyUIExecutionError, ComfyUIInterruptedError
 
-__all__ = ["PromptTracker", "decode", "entry_from_messages", "told_entry"]
+__all__ = ["KINDS", "PromptTracker", "decode", "entry_from_messages", "told_entry"]
+
+
+#: The message types that can change what a prompt's tracker or its driver knows (the
+#: drivers keep what ``executed`` says a node saved). Any other type (``progress_state``,
+#: sent around each node, is the commonest) changes nothing.
+KINDS = frozenset(
+    {
+        "status",
+        "execution_start",
+        "execution_cached",
+        "executing",
+        "progress",
+        "executed",
+        "execution_success",
+        "execution_error",
+        "execution_interrupted",
+    }
+)
+
+# How ComfyUI writes a message (``json.dumps({"type": event, "data": data})``).
+_HEAD = '{"type": "'
 
 
 def decode(raw: str | bytes) -> Mapping[str, Any] | None:
-    """A text frame as a message (``{"type", "data"}``), or ``None`` (binary, not JSON)."""
+    """A text frame as a message (``{"type", "data"}``), or ``None`` (binary, not JSON, or
+    of a type not in :data:`KINDS`).
+
+    A frame written as ComfyUI writes them names its type first: one of another type is
+    skipped without being parsed (several a prompt, the largest ones). Frames written any
+    other way, or that could hold a second ``type`` key, are parsed and checked."""
     if not isinstance(raw, str):
         return None
+    if raw.startswith(_HEAD):
+        end = raw.find('"', len(_HEAD))
+        if (
+            end > 0
+            and raw[len(_HEAD) : end] not in KINDS
+            and raw.find('"type"', end) < 0
+            and "\\" not in raw
+        ):
+            return None  # a JSON object's type is its last "type" key: this frame has one
     try:
         message = json.loads(raw)
     except ValueError:
         return None
-    return message if isinstance(message, Mapping) else None
+    if not isinstance(message, Mapping):
+        return None
+    kind = message.get("type")
+    return message if isinstance(kind, str) and kind in KINDS else None
 
 
 class PromptTracker:
