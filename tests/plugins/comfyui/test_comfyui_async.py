@@ -349,3 +349,33 @@ def test_server_down_is_a_connection_error_not_sent() -> None:
     with pytest.raises(GeneratorConnectionError) as info:
         asyncio.run(gen.agenerate_image("x", width=64, height=64))
     assert info.value.work == "not_sent"
+
+
+@pytest.mark.parametrize("address", ["comfy.invalid", "https://user:pw@comfy.invalid:9/comfy"])
+def test_view_asks_for_the_url_httpx_makes_of_its_query(address: str) -> None:
+    """The driver writes /view's query itself (httpx would parse the whole URL again): the
+    URL sent is the one httpx makes of the same parameters, for any file name."""
+    names = ["ComfyUI_00001_.png", "a b+c.png", "ü&x=1%41#?;/.png", ""]
+    sent: list[httpx.URL] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url)
+        return httpx.Response(200, content=b"png")
+
+    gen = ComfyUIGenerator({"server_address": address}, transport=httpx.MockTransport(handle))
+
+    async def main() -> list[httpx.URL]:
+        driver = gen.make_async_driver()
+        expected = []
+        for name in names:
+            image = {"filename": name, "subfolder": "sub/d ir", "type": "temp"}
+            assert [c async for c in driver.view(image)] == [b"png"]
+            params = {"filename": name, "subfolder": "sub/d ir", "type": "temp"}
+            expected.append(driver.client.build_request("GET", "/view", params=params).url)
+        await driver.aclose()
+        return expected
+
+    expected = asyncio.run(main())
+    assert sent == expected
+    assert [(str(u), u.raw_path) for u in sent] == [(str(u), u.raw_path) for u in expected]
+    assert [u.params["filename"] for u in sent] == names
