@@ -10,7 +10,7 @@ import threading
 
 import httpx
 import pytest
-from invokeai_fake import QUEUE, model_record
+from invokeai_fake import CAPTURES, QUEUE, model_record
 from PIL import Image
 
 from degrees37_imagegen import GeneratorConnectionError, Progress, read_png_text
@@ -221,3 +221,68 @@ def test_events_end_the_waits_on_one_socket_without_threads(live, tmp_path):
     assert [live.count("GET", f"{QUEUE}/i/{i}") for i in live.items] == [0, 0, 0]
     assert any(p.stage == "step" for p in seen)
     assert all((tmp_path / f"{i}.png").exists() for i in range(3))
+
+
+def recorded_event(name: str, status: str | None = None) -> dict:
+    """The first event ``name`` (of ``status``) the real server sent for item 134."""
+    frames = json.loads((CAPTURES / "rec_socketio_items.json").read_text())["frames"]
+    for frame in frames:
+        if frame["dir"] == "recv" and frame["text"].startswith("42"):
+            event, data = json.loads(frame["text"][2:])
+            if event == name and data.get("item_id") == 134 and data.get("status") == status:
+                return dict(data)
+    raise AssertionError(f"no recorded {name} {status}")
+
+
+def test_a_wait_without_news_keeps_the_status_the_events_gave(sdxl, make_generator):
+    """After an event said running, a wait that ends without news (its time up, or woken by
+    the output node's invocation_complete, which the core does not see) says running still,
+    not queued; the events' end then ends the job without a read."""
+    sdxl.script = ["pending"]
+
+    async def main() -> None:
+        async with make_generator(default_model="sdxl-base") as gen:
+            driver = gen._aio()
+            driver._live = True  # the socket's events are handed in below, as it would
+            job = await gen.asubmit("a lighthouse", width=64, height=64, seed=7)
+            ours = {"item_id": int(job.id), "destination": job.ref.data["destination"]}
+            running = {**recorded_event("queue_item_status_changed", "in_progress"), **ours}
+            await driver._on_event("queue_item_status_changed", running)
+            assert (await gen.await_job(job.ref, 0.3)).status == "running"
+            assert (await gen.await_job(job.ref, 0.3)).status == "running"  # time up
+            complete = {**recorded_event("invocation_complete"), **ours}
+            complete["invocation_source_id"] = job.ref.data["output_node"]
+            await driver._on_event("invocation_complete", complete)
+            assert (await gen.await_job(job.ref, 0.3)).status == "running"
+            ended = {**recorded_event("queue_item_status_changed", "completed"), **ours}
+            await driver._on_event("queue_item_status_changed", ended)
+            done = await gen.await_job(job.ref, 0.3)
+            assert (done.status, done.result["image_name"]) == (
+                "done",
+                complete["result"]["image"]["image_name"],
+            )
+
+    asyncio.run(main())
+    assert sdxl.count("GET", f"{QUEUE}/i/1") == 0  # the events said it all
+
+
+def test_socket_messages_are_handled_in_order_as_they_are_read():
+    """python-engineio's async client starts a task per message (events could be seen out
+    of order, each costing a task); the driver's client hands each one over at once."""
+    from degrees37_imagegen_invokeai._sockets import AsyncSocketClient
+
+    seen: list[tuple[str, dict]] = []
+
+    async def on_event(name: str, data: dict) -> None:
+        seen.append((name, data))
+
+    async def main() -> None:
+        sio = AsyncSocketClient()
+        sio.on("*", on_event)
+        for step in range(3):  # socket.io EVENT packets, as engine.io hands them over
+            message = "2" + json.dumps(["invocation_progress", {"step": step}])
+            await sio.eio._trigger_event("message", message, run_async=True)
+            assert seen[-1] == ("invocation_progress", {"step": step})  # handled already
+
+    asyncio.run(main())
+    assert len(seen) == 3

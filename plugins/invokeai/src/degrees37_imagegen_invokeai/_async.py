@@ -31,7 +31,7 @@ from degrees37_imagegen.errors import (
     GeneratorError,
     IncompleteImageError,
 )
-from degrees37_imagegen.job import TERMINAL, JobRef, JobUpdate
+from degrees37_imagegen.job import TERMINAL, JobRef, JobStatus, JobUpdate
 from degrees37_imagegen.request import ImageRequest
 
 from ._api import QUEUE
@@ -91,6 +91,10 @@ class _Item:
     image: tuple[str, int | None, int | None] | None = None
     #: The final status a ``queue_item_status_changed`` event gave the item.
     ended: str | None = None
+    #: The status last handed to the core (from an event or a read).
+    status: JobStatus | None = None
+    #: A read found the item gone and waits for the event that names its image.
+    wants_image: bool = False
 
     def told(self, name: str, data: Mapping[str, Any]) -> None:
         """Take the image an ``invocation_complete`` event names, or the final status a
@@ -232,13 +236,13 @@ class AsyncInvokeAI:
             return True
 
     async def _connect(self) -> None:
-        import socketio  # its AsyncClient needs aiohttp: imported only when used
+        from ._sockets import AsyncSocketClient  # python-socketio: imported only when used
 
         gen = self.gen
         timeout = min(float(gen.config["timeout"]), 10.0)
         token = gen.config["token"]
         url, path = socket_address(gen.base_url)
-        sio = socketio.AsyncClient(reconnection=False, logger=_SIO_LOG, engineio_logger=_SIO_LOG)
+        sio = AsyncSocketClient(reconnection=False, logger=_SIO_LOG, engineio_logger=_SIO_LOG)
         sio.on("disconnect", self._on_disconnect)
         sio.on("*", self._on_event)
         self._sio = sio
@@ -272,6 +276,9 @@ class AsyncInvokeAI:
                 while len(self._early) > _MAX_EARLY:
                     self._early.popitem(last=False)
             for item in items:
+                # The waiter wakes only for what it acts on: a look, an update, or the
+                # image a read of a gone item waits for.
+                wake = news.look
                 if news.look:
                     item.look = True
                 if news.event is not None:
@@ -283,7 +290,11 @@ class AsyncInvokeAI:
                         )
                         if update is not None:
                             item.news.append(update)
-                item.event.set()
+                            wake = True
+                    elif item.wants_image or item.ended is not None:
+                        wake = True
+                if wake:
+                    item.event.set()
 
     async def _drop_socket(self) -> None:
         sio, self._sio = self._sio, None
@@ -358,7 +369,11 @@ class AsyncInvokeAI:
             if left <= 0:
                 break
             followed.event.clear()
-            await await_event(gen.clock, followed.event, left)
+            followed.wants_image = True
+            try:
+                await await_event(gen.clock, followed.event, left)
+            finally:
+                followed.wants_image = False
         if followed is not None and followed.image is not None:
             update = image_update(int(ref.id), followed.image, facts)
         elif found is None:
@@ -370,44 +385,50 @@ class AsyncInvokeAI:
         item = self._items.get(ref.id)
         if item is not None:
             item.poll.polled(gen.clock.monotonic(), update.status)
+            item.status = update.status
         if update.status in TERMINAL:
             self._items.pop(ref.id, None)
         return update
 
     async def wait(self, ref: JobRef, timeout: float) -> JobUpdate:
-        """``await_job``: an event about the item ends the wait early; the item is read when
-        an event says it may have ended, or when a read is due. Progress is coalesced: one
-        update per wait, the latest."""
+        """``await_job``: returns early when something the core acts on changed (a new
+        status or progress, the end); the item is read when an event says it may have
+        ended, or when a read is due. Progress is coalesced: one update per wait, the
+        latest. Without news, the status last handed out (an event's or a read's)."""
         gen = self.gen
+        clock = gen.clock
         item = self.follow(ref)
         live = self._live or await self.ensure_events()
-        if not item.news and not item.look:
-            if live:
-                await await_event(gen.clock, item.event, timeout)
-            else:
-                await asleep(gen.clock, timeout)
-        item.event.clear()
-        latest = item.news.pop() if item.news else None
-        item.news.clear()
-        if item.ended is not None:
-            facts = ItemFacts.from_ref(ref.data, gen._output_node())
-            told = told_update(int(ref.id), item.ended, item.image, facts)
-            if told is not None:  # the events said it all: no need to read the item
-                item.poll.polled(gen.clock.monotonic(), told.status)
-                self._items.pop(ref.id, None)
-                return told
-        due = item.poll.due(
-            gen.clock.monotonic(),
-            events_live=self._live,
-            look=item.look,
-            poll_interval=gen.poll_interval,
-        )
-        if due:
-            item.look = False
-            return await self.poll(ref)
-        if latest is not None:
-            return latest
-        return JobUpdate(item.poll.status or "queued")
+        end = clock.monotonic() + timeout
+        while True:
+            left = end - clock.monotonic()
+            if left > 0 and not item.news and not item.look:
+                if live:
+                    await await_event(clock, item.event, left)
+                else:
+                    await asleep(clock, left)
+            item.event.clear()
+            latest = item.news.pop() if item.news else None
+            item.news.clear()
+            if item.ended is not None:
+                facts = ItemFacts.from_ref(ref.data, gen._output_node())
+                told = told_update(int(ref.id), item.ended, item.image, facts)
+                if told is not None:  # the events said it all: no need to read the item
+                    item.poll.polled(clock.monotonic(), told.status)
+                    self._items.pop(ref.id, None)
+                    return told
+            now = clock.monotonic()
+            due = item.poll.due(
+                now, events_live=self._live, look=item.look, poll_interval=gen.poll_interval
+            )
+            if due:
+                item.look = False
+                return await self.poll(ref)
+            if latest is not None and (latest.progress is not None or latest.status != item.status):
+                item.status = latest.status
+                return latest
+            if now >= end or not live:
+                return JobUpdate(item.status or item.poll.status or "queued")
 
     async def fetch(self, ref: JobRef, result: Mapping[str, Any]) -> bytes | AsyncIterator[bytes]:
         """``afetch_image``: the image streamed, or read whole and fitted to the requested
