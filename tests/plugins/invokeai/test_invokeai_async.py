@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from typing import Any
 
 import httpx
 import pytest
@@ -286,3 +287,40 @@ def test_socket_messages_are_handled_in_order_as_they_are_read():
 
     asyncio.run(main())
     assert len(seen) == 3
+
+
+def test_waits_on_a_live_socket_are_ended_by_events_not_by_a_timer(live, tmp_path):
+    """With the driver's events live, the core's short first waits (0 s, 10 ms, ...) would
+    only come back with nothing: a job waited for on that loop waits up to a second, ended
+    by its events; a sync caller (another thread) keeps the core's schedule."""
+    stages: list[str] = []
+    waits: list[float] = []
+
+    async def main() -> None:
+        gen = InvokeAIGenerator(
+            {"base_url": live.base_url, "default_model": "sdxl-base"},
+            name="invokeai",
+            transport=live.transport,
+        )
+        async with gen:
+            assert gen.poll_delay(0) == 0.0  # no driver yet: the core's schedule
+            job = await gen.asubmit("p", on_progress=lambda p: stages.append(p.stage))
+            assert gen.poll_delay(0) == gen.poll_delay(5) == max(1.0, gen.poll_interval)
+            assert await asyncio.to_thread(gen.poll_delay, 0) == 0.0
+            await_job = gen.await_job
+
+            async def counted(ref: Any, timeout: float) -> Any:
+                waits.append(timeout)
+                return await await_job(ref, timeout)
+
+            gen.await_job = counted  # type: ignore[method-assign]
+            await job.wait(timeout=30)
+            await job.save(tmp_path / "p.png")
+
+    asyncio.run(main())
+    live.wait_for_runners()
+    assert "step" in stages
+    # One wait for each change the events bring (running, its steps, done), none on a timer.
+    assert waits
+    assert min(waits) == 1.0
+    assert len(waits) <= len(stages)

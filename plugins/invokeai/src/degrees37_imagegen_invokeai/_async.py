@@ -206,6 +206,16 @@ class AsyncInvokeAI:
         """Whether the socket is connected and subscribed."""
         return self._live
 
+    @property
+    def live_here(self) -> bool:
+        """Whether the socket is live and the caller runs on this driver's event loop."""
+        if not self._live:
+            return False
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:  # a sync caller (another thread, no loop)
+            return False
+
     async def ensure_events(self) -> bool:
         """Connect and subscribe (once; again after a drop, backing off); whether live.
 
