@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -324,3 +325,27 @@ def test_waits_on_a_live_socket_are_ended_by_events_not_by_a_timer(live, tmp_pat
     assert waits
     assert min(waits) == 1.0
     assert len(waits) <= len(stages)
+
+
+def test_a_job_attached_on_a_live_socket_is_read_at_once(live, tmp_path):
+    """Its events may be over: the first wait reads the item instead of waiting for them."""
+
+    async def main() -> None:
+        settings = {"base_url": live.base_url, "default_model": "sdxl-base"}
+        first = InvokeAIGenerator(settings, name="invokeai", transport=live.transport)
+        async with first:
+            job = await first.asubmit("p")
+            await job.wait(timeout=30)
+            saved = job.to_dict()
+        second = InvokeAIGenerator(settings, name="invokeai", transport=live.transport)
+        async with second:
+            driver = second._aio()
+            assert await driver.ensure_events()
+            again = await second.aattach(saved)
+            update = await second.await_job(again.ref, 30.0)
+            assert update.status == "done"
+
+    started = time.monotonic()
+    asyncio.run(main())
+    assert time.monotonic() - started < 10  # not the 30 s the wait was given
+    live.wait_for_runners()

@@ -412,7 +412,9 @@ class AsyncInvokeAI:
         end = clock.monotonic() + timeout
         while True:
             left = end - clock.monotonic()
-            if left > 0 and not item.news and not item.look:
+            # An item never read (attached, or enqueued while the socket was down) is read
+            # at once: its events may be over.
+            if left > 0 and not item.news and not item.look and item.poll.status is not None:
                 if live:
                     await await_event(clock, item.event, left)
                 else:
