@@ -5,6 +5,7 @@ attach, cancel only ours, errors), on the fake InvokeAI; events over socket.io's
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -349,3 +350,44 @@ def test_a_job_attached_on_a_live_socket_is_read_at_once(live, tmp_path):
     asyncio.run(main())
     assert time.monotonic() - started < 10  # not the 30 s the wait was given
     live.wait_for_runners()
+
+
+def test_the_enqueue_body_is_sent_as_httpx_encodes_it_with_shared_graphs_made_once():
+    """The async driver sends the enqueue's JSON made with each built-in graph's JSON kept
+    for the images that share it: the same bytes httpx makes of the body, for every kind
+    of plan; graphs that differ (size, board, model, precision) are kept apart, and a
+    graph changed after it is built (input image, LoRAs) is encoded whole."""
+    from degrees37_imagegen.request import ImageRequest
+    from degrees37_imagegen_invokeai._plan import (
+        Lookups,
+        enqueue_body,
+        enqueue_content,
+        new_destination,
+        plan_image,
+    )
+    from degrees37_imagegen_invokeai._settings import DEFAULT_SETTINGS
+
+    sdxl, sd1 = model_record("sdxl-base", "sdxl"), model_record("sd15", "sd-1", steps=20)
+    lora = {**model_record("ink", "sdxl"), "type": "lora"}
+    fp32 = model_record("sdxl-fp32", "sdxl", vae_precision="fp32")
+    settings = {**DEFAULT_SETTINGS, "map_sdxl_resolution": False}
+    looks = [
+        Lookups(model=sdxl),
+        Lookups(model=sdxl, board_id="board-1"),
+        Lookups(model=sd1),
+        Lookups(model=fp32),
+        Lookups(model=sdxl, prompts=("a cat, ink", "blurry")),
+        Lookups(model=sdxl, images={"init_image": "init.png"}),
+        Lookups(model=sdxl, loras=[(lora, 0.75)]),
+    ]
+    graphs: dict = {}
+    for seed, (found, size) in enumerate(itertools.product(looks, [(64, 64), (512, 768)])):
+        for prompt in ("a cat", 'a "quoted" cat, ünïcode ✓'):
+            request = ImageRequest(prompt=prompt, width=size[0], height=size[1], seed=seed)
+            plan = plan_image(request, settings, None, found)
+            destination = new_destination(*size, f"key-{seed}")
+            expected = httpx.Request("POST", "http://x/", json=enqueue_body(plan, destination))
+            assert enqueue_content(plan, destination, graphs) == expected.read()
+    # One graph per size, board, model and precision (the preset changes only prompts);
+    # none for the plans whose graph is changed after it is built.
+    assert len(graphs) == 2 * 4

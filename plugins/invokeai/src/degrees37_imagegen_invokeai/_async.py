@@ -19,7 +19,7 @@ import asyncio
 import functools
 import logging
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +40,7 @@ from ._http import check_response, json_body, transport_error
 from ._messages import QUEUE_ID, completed_image, ended_status, event_update, read_event
 from ._plan import (
     Lookups,
-    enqueue_body,
+    enqueue_content,
     enqueue_failure_work,
     enqueued,
     is_ours,
@@ -68,6 +68,8 @@ __all__ = ["AsyncInvokeAI"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
+#: The headers of a request whose JSON body is already encoded (as httpx's ``json=``).
+_JSON_BODY = {"Content-Type": "application/json"}
 #: Items whose ``invocation_complete`` and status events are kept until they are followed.
 _MAX_EARLY = 64
 #: The events an item keeps (see :meth:`_Item.told`), also when they come before it is
@@ -119,6 +121,8 @@ class AsyncInvokeAI:
         #: can end before its job's first wait), by item id, the oldest dropped first.
         self._early: OrderedDict[int, list[tuple[str, Mapping[str, Any]]]] = OrderedDict()
         self._lookups: Lookups | None = None
+        #: The JSON of the built-in graphs enqueued (see ``_plan.enqueue_content``).
+        self._graphs: dict[Hashable, str] = {}
         self._sio: Any = None
         self._live = False
         self._opening = asyncio.Lock()
@@ -146,11 +150,21 @@ class AsyncInvokeAI:
         return self._client
 
     async def call(
-        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
     ) -> Any:
-        """One request answered with JSON (see the sync ``InvokeAIAPI.call``)."""
+        """One request answered with JSON (see the sync ``InvokeAIAPI.call``); ``content``:
+        a JSON body already encoded."""
+        headers = _JSON_BODY if content is not None else None
         try:
-            response = await self.client.request(method, path, params=params, json=json)
+            response = await self.client.request(
+                method, path, params=params, json=json, content=content, headers=headers
+            )
         except httpx.HTTPError as exc:
             raise transport_error(exc, method, self.gen.base_url + path) from exc
         check_response(response)
@@ -163,9 +177,11 @@ class AsyncInvokeAI:
     async def _get(self, path: str, params: Mapping[str, Any] | None) -> Any:
         return await self.call("GET", path, params=params)
 
-    async def send(self, method: str, path: str, *, json: Any = None) -> Any:
+    async def send(
+        self, method: str, path: str, *, json: Any = None, content: bytes | None = None
+    ) -> Any:
         """A request that changes something: repeated only while it never reached the server."""
-        call = functools.partial(self.call, method, path, json=json)
+        call = functools.partial(self.call, method, path, json=json, content=content)
         return await aretrying(self.gen, call, unsent_only=True)
 
     async def read_item(self, item_id: str) -> dict[str, Any] | None:
@@ -351,14 +367,14 @@ class AsyncInvokeAI:
         plan = plan_image(request, gen.config, gen._template, await self._look_up(request))
         destination = new_destination(request.width, request.height, request.key)
         live = await self.ensure_events()  # subscribed before enqueuing: no event is missed
-        found = await self._enqueue(enqueue_body(plan, destination), destination)
+        found = await self._enqueue(enqueue_content(plan, destination, self._graphs))
         ref = JobRef(str(found["item_id"]), gen._ref_data(found, destination, plan))
         self.follow(ref).poll.enqueued(gen.clock.monotonic(), events_live=live)
         return ref
 
-    async def _enqueue(self, body: dict[str, Any], destination: str) -> dict[str, Any]:
+    async def _enqueue(self, body: bytes) -> dict[str, Any]:
         try:
-            answer = await self.send("POST", f"{QUEUE}/enqueue_batch", json=body)
+            answer = await self.send("POST", f"{QUEUE}/enqueue_batch", content=body)
         except GeneratorError as exc:
             exc.work = enqueue_failure_work(exc)  # "unknown": the core looks it up first
             raise
