@@ -5,12 +5,15 @@ attach, cancel only ours, errors), on the fake InvokeAI; events over socket.io's
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
+import time
+from typing import Any
 
 import httpx
 import pytest
-from invokeai_fake import QUEUE, model_record
+from invokeai_fake import CAPTURES, QUEUE, model_record
 from PIL import Image
 
 from degrees37_imagegen import GeneratorConnectionError, Progress, read_png_text
@@ -221,3 +224,170 @@ def test_events_end_the_waits_on_one_socket_without_threads(live, tmp_path):
     assert [live.count("GET", f"{QUEUE}/i/{i}") for i in live.items] == [0, 0, 0]
     assert any(p.stage == "step" for p in seen)
     assert all((tmp_path / f"{i}.png").exists() for i in range(3))
+
+
+def recorded_event(name: str, status: str | None = None) -> dict:
+    """The first event ``name`` (of ``status``) the real server sent for item 134."""
+    frames = json.loads((CAPTURES / "rec_socketio_items.json").read_text())["frames"]
+    for frame in frames:
+        if frame["dir"] == "recv" and frame["text"].startswith("42"):
+            event, data = json.loads(frame["text"][2:])
+            if event == name and data.get("item_id") == 134 and data.get("status") == status:
+                return dict(data)
+    raise AssertionError(f"no recorded {name} {status}")
+
+
+def test_a_wait_without_news_keeps_the_status_the_events_gave(sdxl, make_generator):
+    """After an event said running, a wait that ends without news (its time up, or woken by
+    the output node's invocation_complete, which the core does not see) says running still,
+    not queued; the events' end then ends the job without a read."""
+    sdxl.script = ["pending"]
+
+    async def main() -> None:
+        async with make_generator(default_model="sdxl-base") as gen:
+            driver = gen._aio()
+            driver._live = True  # the socket's events are handed in below, as it would
+            job = await gen.asubmit("a lighthouse", width=64, height=64, seed=7)
+            ours = {"item_id": int(job.id), "destination": job.ref.data["destination"]}
+            running = {**recorded_event("queue_item_status_changed", "in_progress"), **ours}
+            await driver._on_event("queue_item_status_changed", running)
+            assert (await gen.await_job(job.ref, 0.3)).status == "running"
+            assert (await gen.await_job(job.ref, 0.3)).status == "running"  # time up
+            complete = {**recorded_event("invocation_complete"), **ours}
+            complete["invocation_source_id"] = job.ref.data["output_node"]
+            await driver._on_event("invocation_complete", complete)
+            assert (await gen.await_job(job.ref, 0.3)).status == "running"
+            ended = {**recorded_event("queue_item_status_changed", "completed"), **ours}
+            await driver._on_event("queue_item_status_changed", ended)
+            done = await gen.await_job(job.ref, 0.3)
+            assert (done.status, done.result["image_name"]) == (
+                "done",
+                complete["result"]["image"]["image_name"],
+            )
+
+    asyncio.run(main())
+    assert sdxl.count("GET", f"{QUEUE}/i/1") == 0  # the events said it all
+
+
+def test_socket_messages_are_handled_in_order_as_they_are_read():
+    """python-engineio's async client starts a task per message (events could be seen out
+    of order, each costing a task); the driver's client hands each one over at once."""
+    from degrees37_imagegen_invokeai._sockets import AsyncSocketClient
+
+    seen: list[tuple[str, dict]] = []
+
+    async def on_event(name: str, data: dict) -> None:
+        seen.append((name, data))
+
+    async def main() -> None:
+        sio = AsyncSocketClient()
+        sio.on("*", on_event)
+        for step in range(3):  # socket.io EVENT packets, as engine.io hands them over
+            message = "2" + json.dumps(["invocation_progress", {"step": step}])
+            await sio.eio._trigger_event("message", message, run_async=True)
+            assert seen[-1] == ("invocation_progress", {"step": step})  # handled already
+
+    asyncio.run(main())
+    assert len(seen) == 3
+
+
+def test_waits_on_a_live_socket_are_ended_by_events_not_by_a_timer(live, tmp_path):
+    """With the driver's events live, the core's short first waits (0 s, 10 ms, ...) would
+    only come back with nothing: a job waited for on that loop waits up to a second, ended
+    by its events; a sync caller (another thread) keeps the core's schedule."""
+    stages: list[str] = []
+    waits: list[float] = []
+
+    async def main() -> None:
+        gen = InvokeAIGenerator(
+            {"base_url": live.base_url, "default_model": "sdxl-base"},
+            name="invokeai",
+            transport=live.transport,
+        )
+        async with gen:
+            assert gen.poll_delay(0) == 0.0  # no driver yet: the core's schedule
+            job = await gen.asubmit("p", on_progress=lambda p: stages.append(p.stage))
+            assert gen.poll_delay(0) == gen.poll_delay(5) == max(1.0, gen.poll_interval)
+            assert await asyncio.to_thread(gen.poll_delay, 0) == 0.0
+            await_job = gen.await_job
+
+            async def counted(ref: Any, timeout: float) -> Any:
+                waits.append(timeout)
+                return await await_job(ref, timeout)
+
+            gen.await_job = counted  # type: ignore[method-assign]
+            await job.wait(timeout=30)
+            await job.save(tmp_path / "p.png")
+
+    asyncio.run(main())
+    live.wait_for_runners()
+    assert "step" in stages
+    # One wait for each change the events bring (running, its steps, done), none on a timer.
+    assert waits
+    assert min(waits) == 1.0
+    assert len(waits) <= len(stages)
+
+
+def test_a_job_attached_on_a_live_socket_is_read_at_once(live, tmp_path):
+    """Its events may be over: the first wait reads the item instead of waiting for them."""
+
+    async def main() -> None:
+        settings = {"base_url": live.base_url, "default_model": "sdxl-base"}
+        first = InvokeAIGenerator(settings, name="invokeai", transport=live.transport)
+        async with first:
+            job = await first.asubmit("p")
+            await job.wait(timeout=30)
+            saved = job.to_dict()
+        second = InvokeAIGenerator(settings, name="invokeai", transport=live.transport)
+        async with second:
+            driver = second._aio()
+            assert await driver.ensure_events()
+            again = await second.aattach(saved)
+            update = await second.await_job(again.ref, 30.0)
+            assert update.status == "done"
+
+    started = time.monotonic()
+    asyncio.run(main())
+    assert time.monotonic() - started < 10  # not the 30 s the wait was given
+    live.wait_for_runners()
+
+
+def test_the_enqueue_body_is_sent_as_httpx_encodes_it_with_shared_graphs_made_once():
+    """The async driver sends the enqueue's JSON made with each built-in graph's JSON kept
+    for the images that share it: the same bytes httpx makes of the body, for every kind
+    of plan; graphs that differ (size, board, model, precision) are kept apart, and a
+    graph changed after it is built (input image, LoRAs) is encoded whole."""
+    from degrees37_imagegen.request import ImageRequest
+    from degrees37_imagegen_invokeai._plan import (
+        Lookups,
+        enqueue_body,
+        enqueue_content,
+        new_destination,
+        plan_image,
+    )
+    from degrees37_imagegen_invokeai._settings import DEFAULT_SETTINGS
+
+    sdxl, sd1 = model_record("sdxl-base", "sdxl"), model_record("sd15", "sd-1", steps=20)
+    lora = {**model_record("ink", "sdxl"), "type": "lora"}
+    fp32 = model_record("sdxl-fp32", "sdxl", vae_precision="fp32")
+    settings = {**DEFAULT_SETTINGS, "map_sdxl_resolution": False}
+    looks = [
+        Lookups(model=sdxl),
+        Lookups(model=sdxl, board_id="board-1"),
+        Lookups(model=sd1),
+        Lookups(model=fp32),
+        Lookups(model=sdxl, prompts=("a cat, ink", "blurry")),
+        Lookups(model=sdxl, images={"init_image": "init.png"}),
+        Lookups(model=sdxl, loras=[(lora, 0.75)]),
+    ]
+    graphs: dict = {}
+    for seed, (found, size) in enumerate(itertools.product(looks, [(64, 64), (512, 768)])):
+        for prompt in ("a cat", 'a "quoted" cat, ünïcode ✓'):
+            request = ImageRequest(prompt=prompt, width=size[0], height=size[1], seed=seed)
+            plan = plan_image(request, settings, None, found)
+            destination = new_destination(*size, f"key-{seed}")
+            expected = httpx.Request("POST", "http://x/", json=enqueue_body(plan, destination))
+            assert enqueue_content(plan, destination, graphs) == expected.read()
+    # One graph per size, board, model and precision (the preset changes only prompts);
+    # none for the plans whose graph is changed after it is built.
+    assert len(graphs) == 2 * 4

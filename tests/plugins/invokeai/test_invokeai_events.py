@@ -475,3 +475,21 @@ def test_token_is_sent_on_the_socket_and_never_logged(fake, runs_by_itself, make
         gen.close()
     assert fake.sio.connections[0].headers["Authorization"] == f"Bearer {TOKEN}"
     assert TOKEN not in caplog.text
+
+
+def test_the_socket_libraries_log_one_level_quieter_and_without_secrets(caplog):
+    from degrees37_imagegen_invokeai._events import _SIO_LOG
+
+    name = "degrees37_imagegen_invokeai._events.socketio"
+    with caplog.at_level(logging.INFO, logger=name):
+        _SIO_LOG.info("Received packet %s data %s", "MESSAGE", "2[...]")  # every packet
+        _SIO_LOG.warning("Connection to %s refused", "http://u:pw@studio.example/ws")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "Connection to http://u:***@studio.example/ws refused")
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger=name):
+        _SIO_LOG.info("Connecting to %s", f"http://u:{TOKEN}@studio.example/ws")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.DEBUG, "Connecting to http://u:***@studio.example/ws")
+    ]

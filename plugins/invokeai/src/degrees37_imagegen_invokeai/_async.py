@@ -19,7 +19,7 @@ import asyncio
 import functools
 import logging
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from degrees37_imagegen.errors import (
     GeneratorError,
     IncompleteImageError,
 )
-from degrees37_imagegen.job import TERMINAL, JobRef, JobUpdate
+from degrees37_imagegen.job import TERMINAL, JobRef, JobStatus, JobUpdate
 from degrees37_imagegen.request import ImageRequest
 
 from ._api import QUEUE
@@ -40,7 +40,7 @@ from ._http import check_response, json_body, transport_error
 from ._messages import QUEUE_ID, completed_image, ended_status, event_update, read_event
 from ._plan import (
     Lookups,
-    enqueue_body,
+    enqueue_content,
     enqueue_failure_work,
     enqueued,
     is_ours,
@@ -68,6 +68,8 @@ __all__ = ["AsyncInvokeAI"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
+#: The headers of a request whose JSON body is already encoded (as httpx's ``json=``).
+_JSON_BODY = {"Content-Type": "application/json"}
 #: Items whose ``invocation_complete`` and status events are kept until they are followed.
 _MAX_EARLY = 64
 #: The events an item keeps (see :meth:`_Item.told`), also when they come before it is
@@ -91,6 +93,10 @@ class _Item:
     image: tuple[str, int | None, int | None] | None = None
     #: The final status a ``queue_item_status_changed`` event gave the item.
     ended: str | None = None
+    #: The status last handed to the core (from an event or a read).
+    status: JobStatus | None = None
+    #: A read found the item gone and waits for the event that names its image.
+    wants_image: bool = False
 
     def told(self, name: str, data: Mapping[str, Any]) -> None:
         """Take the image an ``invocation_complete`` event names, or the final status a
@@ -115,6 +121,8 @@ class AsyncInvokeAI:
         #: can end before its job's first wait), by item id, the oldest dropped first.
         self._early: OrderedDict[int, list[tuple[str, Mapping[str, Any]]]] = OrderedDict()
         self._lookups: Lookups | None = None
+        #: The JSON of the built-in graphs enqueued (see ``_plan.enqueue_content``).
+        self._graphs: dict[Hashable, str] = {}
         self._sio: Any = None
         self._live = False
         self._opening = asyncio.Lock()
@@ -142,11 +150,21 @@ class AsyncInvokeAI:
         return self._client
 
     async def call(
-        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
     ) -> Any:
-        """One request answered with JSON (see the sync ``InvokeAIAPI.call``)."""
+        """One request answered with JSON (see the sync ``InvokeAIAPI.call``); ``content``:
+        a JSON body already encoded."""
+        headers = _JSON_BODY if content is not None else None
         try:
-            response = await self.client.request(method, path, params=params, json=json)
+            response = await self.client.request(
+                method, path, params=params, json=json, content=content, headers=headers
+            )
         except httpx.HTTPError as exc:
             raise transport_error(exc, method, self.gen.base_url + path) from exc
         check_response(response)
@@ -159,9 +177,11 @@ class AsyncInvokeAI:
     async def _get(self, path: str, params: Mapping[str, Any] | None) -> Any:
         return await self.call("GET", path, params=params)
 
-    async def send(self, method: str, path: str, *, json: Any = None) -> Any:
+    async def send(
+        self, method: str, path: str, *, json: Any = None, content: bytes | None = None
+    ) -> Any:
         """A request that changes something: repeated only while it never reached the server."""
-        call = functools.partial(self.call, method, path, json=json)
+        call = functools.partial(self.call, method, path, json=json, content=content)
         return await aretrying(self.gen, call, unsent_only=True)
 
     async def read_item(self, item_id: str) -> dict[str, Any] | None:
@@ -202,6 +222,16 @@ class AsyncInvokeAI:
         """Whether the socket is connected and subscribed."""
         return self._live
 
+    @property
+    def live_here(self) -> bool:
+        """Whether the socket is live and the caller runs on this driver's event loop."""
+        if not self._live:
+            return False
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:  # a sync caller (another thread, no loop)
+            return False
+
     async def ensure_events(self) -> bool:
         """Connect and subscribe (once; again after a drop, backing off); whether live.
 
@@ -232,13 +262,13 @@ class AsyncInvokeAI:
             return True
 
     async def _connect(self) -> None:
-        import socketio  # its AsyncClient needs aiohttp: imported only when used
+        from ._sockets import AsyncSocketClient  # python-socketio: imported only when used
 
         gen = self.gen
         timeout = min(float(gen.config["timeout"]), 10.0)
         token = gen.config["token"]
         url, path = socket_address(gen.base_url)
-        sio = socketio.AsyncClient(reconnection=False, logger=_SIO_LOG, engineio_logger=_SIO_LOG)
+        sio = AsyncSocketClient(reconnection=False, logger=_SIO_LOG, engineio_logger=_SIO_LOG)
         sio.on("disconnect", self._on_disconnect)
         sio.on("*", self._on_event)
         self._sio = sio
@@ -272,6 +302,9 @@ class AsyncInvokeAI:
                 while len(self._early) > _MAX_EARLY:
                     self._early.popitem(last=False)
             for item in items:
+                # The waiter wakes only for what it acts on: a look, an update, or the
+                # image a read of a gone item waits for.
+                wake = news.look
                 if news.look:
                     item.look = True
                 if news.event is not None:
@@ -283,7 +316,11 @@ class AsyncInvokeAI:
                         )
                         if update is not None:
                             item.news.append(update)
-                item.event.set()
+                            wake = True
+                    elif item.wants_image or item.ended is not None:
+                        wake = True
+                if wake:
+                    item.event.set()
 
     async def _drop_socket(self) -> None:
         sio, self._sio = self._sio, None
@@ -330,14 +367,14 @@ class AsyncInvokeAI:
         plan = plan_image(request, gen.config, gen._template, await self._look_up(request))
         destination = new_destination(request.width, request.height, request.key)
         live = await self.ensure_events()  # subscribed before enqueuing: no event is missed
-        found = await self._enqueue(enqueue_body(plan, destination), destination)
+        found = await self._enqueue(enqueue_content(plan, destination, self._graphs))
         ref = JobRef(str(found["item_id"]), gen._ref_data(found, destination, plan))
         self.follow(ref).poll.enqueued(gen.clock.monotonic(), events_live=live)
         return ref
 
-    async def _enqueue(self, body: dict[str, Any], destination: str) -> dict[str, Any]:
+    async def _enqueue(self, body: bytes) -> dict[str, Any]:
         try:
-            answer = await self.send("POST", f"{QUEUE}/enqueue_batch", json=body)
+            answer = await self.send("POST", f"{QUEUE}/enqueue_batch", content=body)
         except GeneratorError as exc:
             exc.work = enqueue_failure_work(exc)  # "unknown": the core looks it up first
             raise
@@ -358,7 +395,11 @@ class AsyncInvokeAI:
             if left <= 0:
                 break
             followed.event.clear()
-            await await_event(gen.clock, followed.event, left)
+            followed.wants_image = True
+            try:
+                await await_event(gen.clock, followed.event, left)
+            finally:
+                followed.wants_image = False
         if followed is not None and followed.image is not None:
             update = image_update(int(ref.id), followed.image, facts)
         elif found is None:
@@ -370,44 +411,52 @@ class AsyncInvokeAI:
         item = self._items.get(ref.id)
         if item is not None:
             item.poll.polled(gen.clock.monotonic(), update.status)
+            item.status = update.status
         if update.status in TERMINAL:
             self._items.pop(ref.id, None)
         return update
 
     async def wait(self, ref: JobRef, timeout: float) -> JobUpdate:
-        """``await_job``: an event about the item ends the wait early; the item is read when
-        an event says it may have ended, or when a read is due. Progress is coalesced: one
-        update per wait, the latest."""
+        """``await_job``: returns early when something the core acts on changed (a new
+        status or progress, the end); the item is read when an event says it may have
+        ended, or when a read is due. Progress is coalesced: one update per wait, the
+        latest. Without news, the status last handed out (an event's or a read's)."""
         gen = self.gen
+        clock = gen.clock
         item = self.follow(ref)
         live = self._live or await self.ensure_events()
-        if not item.news and not item.look:
-            if live:
-                await await_event(gen.clock, item.event, timeout)
-            else:
-                await asleep(gen.clock, timeout)
-        item.event.clear()
-        latest = item.news.pop() if item.news else None
-        item.news.clear()
-        if item.ended is not None:
-            facts = ItemFacts.from_ref(ref.data, gen._output_node())
-            told = told_update(int(ref.id), item.ended, item.image, facts)
-            if told is not None:  # the events said it all: no need to read the item
-                item.poll.polled(gen.clock.monotonic(), told.status)
-                self._items.pop(ref.id, None)
-                return told
-        due = item.poll.due(
-            gen.clock.monotonic(),
-            events_live=self._live,
-            look=item.look,
-            poll_interval=gen.poll_interval,
-        )
-        if due:
-            item.look = False
-            return await self.poll(ref)
-        if latest is not None:
-            return latest
-        return JobUpdate(item.poll.status or "queued")
+        end = clock.monotonic() + timeout
+        while True:
+            left = end - clock.monotonic()
+            # An item never read (attached, or enqueued while the socket was down) is read
+            # at once: its events may be over.
+            if left > 0 and not item.news and not item.look and item.poll.status is not None:
+                if live:
+                    await await_event(clock, item.event, left)
+                else:
+                    await asleep(clock, left)
+            item.event.clear()
+            latest = item.news.pop() if item.news else None
+            item.news.clear()
+            if item.ended is not None:
+                facts = ItemFacts.from_ref(ref.data, gen._output_node())
+                told = told_update(int(ref.id), item.ended, item.image, facts)
+                if told is not None:  # the events said it all: no need to read the item
+                    item.poll.polled(clock.monotonic(), told.status)
+                    self._items.pop(ref.id, None)
+                    return told
+            now = clock.monotonic()
+            due = item.poll.due(
+                now, events_live=self._live, look=item.look, poll_interval=gen.poll_interval
+            )
+            if due:
+                item.look = False
+                return await self.poll(ref)
+            if latest is not None and (latest.progress is not None or latest.status != item.status):
+                item.status = latest.status
+                return latest
+            if now >= end or not live:
+                return JobUpdate(item.status or item.poll.status or "queued")
 
     async def fetch(self, ref: JobRef, result: Mapping[str, Any]) -> bytes | AsyncIterator[bytes]:
         """``afetch_image``: the image streamed, or read whole and fitted to the requested

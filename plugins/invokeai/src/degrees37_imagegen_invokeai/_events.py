@@ -56,8 +56,19 @@ class _LibraryLog(RedactingLogger):
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         """Log at DEBUG what the libraries say at INFO, at INFO what they warn of."""
-        quieter = {logging.INFO: logging.DEBUG, logging.WARNING: logging.INFO}.get(level, level)
-        super().log(quieter, msg, *args, **kwargs)
+        quieter = _QUIETER.get(level, level)
+        if self.logger.isEnabledFor(quieter):
+            super().log(quieter, msg, *args, **kwargs)
+
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        """What the libraries say of every packet: at DEBUG (checked first: it is seldom
+        on, and they say it twice an event)."""
+        if self.logger.isEnabledFor(logging.DEBUG):
+            super().log(logging.DEBUG, msg, *args, **kwargs)
+
+
+#: The level :class:`_LibraryLog` logs each of the libraries' levels at.
+_QUIETER = {logging.INFO: logging.DEBUG, logging.WARNING: logging.INFO}
 
 
 _SIO_LOG = _LibraryLog(logging.getLogger(__name__ + ".socketio"))

@@ -9,7 +9,7 @@ the output, and the output node is the only one that is not intermediate and not
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "GraphRequest",
     "build_enqueue_body",
     "build_text_to_image",
+    "graph_key",
 ]
 
 #: Id of the node whose image is the result (the web UI calls its own ``canvas_output``).
@@ -50,6 +51,25 @@ class GraphRequest:
     board_id: str | None = None
     vae_fp32: bool = False
     clip_skip: int = 0
+
+
+#: The fields of a :class:`GraphRequest` that go in the batch's ``data``, not the graph.
+_PER_RUN = frozenset({"positive_prompt", "negative_prompt", "seed"})
+
+
+def graph_key(request: GraphRequest) -> tuple[Any, ...]:
+    """What the built-in graph of ``request`` depends on: every field but the prompts and
+    the seed (they go in the batch's ``data``), each with its type (``7`` and ``7.0`` are
+    equal keys but not the same JSON). Equal keys, equal graphs."""
+    key: list[Any] = []
+    for field in fields(request):
+        if field.name in _PER_RUN:
+            continue
+        value = getattr(request, field.name)
+        if isinstance(value, dict):
+            value = tuple((k, type(v), v) for k, v in value.items())
+        key.append((field.name, type(value), value))
+    return tuple(key)
 
 
 def _edge(

@@ -7,8 +7,9 @@ then :func:`plan_image` decides everything else from the request and the setting
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ from ._graphs import (
     GraphRequest,
     build_enqueue_body,
     build_text_to_image,
+    graph_key,
 )
 from ._http import was_not_sent
 from ._img2img import INIT_IMAGE, add_image_to_image
@@ -62,6 +64,7 @@ __all__ = [
     "Lookups",
     "Plan",
     "enqueue_body",
+    "enqueue_content",
     "is_ours",
     "model_of",
     "new_destination",
@@ -106,6 +109,9 @@ class Plan:
     #: The sampler steps, when known: denoising progress is reported in steps of it.
     steps: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: For a built-in graph: what it depends on (:func:`~._graphs.graph_key`), so that its
+    #: JSON is made once for every image that shares it (see :func:`enqueue_content`).
+    graph_key: Hashable | None = None
 
 
 def sampling(
@@ -180,21 +186,20 @@ def plan_image(
         generated = sdxl_resolution(request.width, request.height)
     else:
         generated = (round_to_multiple(request.width), round_to_multiple(request.height))
-    graph, data = build_text_to_image(
-        GraphRequest(
-            positive_prompt=positive,
-            negative_prompt=negative,
-            width=generated[0],
-            height=generated[1],
-            seed=request.seed,
-            steps=int(steps),
-            cfg_scale=float(cfg_scale),
-            scheduler=str(scheduler),
-            model=model,
-            board_id=found.board_id,
-            vae_fp32=defaults.get("vae_precision") == "fp32",
-        )
+    graph_request = GraphRequest(
+        positive_prompt=positive,
+        negative_prompt=negative,
+        width=generated[0],
+        height=generated[1],
+        seed=request.seed,
+        steps=int(steps),
+        cfg_scale=float(cfg_scale),
+        scheduler=str(scheduler),
+        model=model,
+        board_id=found.board_id,
+        vae_fp32=defaults.get("vae_precision") == "fp32",
     )
+    graph, data = build_text_to_image(graph_request)
     init_image = found.images.get(INIT_IMAGE)
     if init_image is not None:
         strength = options.get("strength")
@@ -205,7 +210,9 @@ def plan_image(
     extra.update(image_extra(options, found))
     extra.update(steps=steps, cfg_scale=cfg_scale, scheduler=scheduler)
     facts = ItemFacts(OUTPUT_NODE, model=model_name, generated=generated, extra=extra)
-    return Plan(graph, data, facts, int(steps), extra)
+    # An input image or LoRAs change the graph after it is built: its own JSON each time.
+    key = graph_key(graph_request) if init_image is None and not found.loras else None
+    return Plan(graph, data, facts, int(steps), extra, key)
 
 
 def new_destination(width: int, height: int, key: str = "") -> str:
@@ -258,6 +265,35 @@ def model_of(graph: Any) -> str | None:
 def enqueue_body(plan: Plan, destination: str) -> dict[str, Any]:
     """The body of ``POST .../enqueue_batch`` for one run of ``plan``."""
     return build_enqueue_body(plan.graph, plan.data, origin=ORIGIN, destination=destination)
+
+
+#: How the enqueue's body is sent: httpx's JSON (compact, UTF-8, no NaN).
+_JSON_OPTIONS: dict[str, Any] = {
+    "ensure_ascii": False,
+    "separators": (",", ":"),
+    "allow_nan": False,
+}
+#: The start of every enqueue body's JSON, up to its graph (see :func:`build_enqueue_body`).
+_GRAPH_AT = '{"prepend":false,"batch":{"graph":'
+#: Graph JSONs kept by :func:`enqueue_content` (then it starts afresh).
+MAX_GRAPHS = 32
+
+
+def enqueue_content(plan: Plan, destination: str, graphs: MutableMapping[Hashable, str]) -> bytes:
+    """:func:`enqueue_body` as the JSON bytes httpx sends for it, the same bytes, with the
+    JSON of a built-in graph made once and kept in ``graphs`` for the next images that
+    share it (most of the body; only the prompts, seed and destination differ)."""
+    if plan.graph_key is None:
+        return json.dumps(enqueue_body(plan, destination), **_JSON_OPTIONS).encode()
+    graph = graphs.get(plan.graph_key)
+    if graph is None:
+        if len(graphs) >= MAX_GRAPHS:
+            graphs.clear()
+        graph = graphs[plan.graph_key] = json.dumps(plan.graph, **_JSON_OPTIONS)
+    body = build_enqueue_body({}, plan.data, origin=ORIGIN, destination=destination)
+    rest = json.dumps(body, **_JSON_OPTIONS)
+    assert rest.startswith(_GRAPH_AT + "{},")
+    return (_GRAPH_AT + graph + rest[len(_GRAPH_AT) + 2 :]).encode()
 
 
 def is_ours(item: Mapping[str, Any], destination: str | None = None) -> bool:

@@ -1,6 +1,8 @@
-"""python-socketio's client as this plugin uses it: events in the order the server sent them.
+"""python-socketio's clients as this plugin uses them: events in the order the server sent
+them, each handled where it is read.
 
-Imported only when a socket is opened (see :func:`._events.socket_client`).
+Imported only when a socket is opened (see :func:`._events.socket_client`, and the async
+driver's ``_connect``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 import engineio
 import socketio
 
-__all__ = ["SocketClient"]
+__all__ = ["AsyncSocketClient", "SocketClient"]
 
 #: How long closing waits for the socket's reader thread to end (seconds).
 _CLOSE_WAIT = 5.0
@@ -47,3 +49,25 @@ class SocketClient(socketio.Client):  # type: ignore[misc]
 
     def _engineio_client_class(self) -> type[engineio.Client]:
         return _InOrderEngineIO
+
+
+class _InOrderAsyncEngineIO(engineio.AsyncClient):  # type: ignore[misc]
+    """python-engineio's async client, each message handled in its read loop.
+
+    It starts a task per message, so events could be seen out of order, and each one costs
+    the event loop a task; ours only files the event and returns (it never waits for the
+    socket), so it is awaited in the read loop, in the order the server sent them.
+    """
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "message":
+            kwargs["run_async"] = False
+        return await super()._trigger_event(event, *args, **kwargs)
+
+
+class AsyncSocketClient(socketio.AsyncClient):  # type: ignore[misc]
+    """``socketio.AsyncClient`` whose events arrive in order (see
+    :class:`_InOrderAsyncEngineIO`)."""
+
+    def _engineio_client_class(self) -> type[engineio.AsyncClient]:
+        return _InOrderAsyncEngineIO

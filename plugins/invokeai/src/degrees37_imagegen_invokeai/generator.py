@@ -63,7 +63,7 @@ from ._queue import (
     told_update,
 )
 from ._resolution import as_size, fit_png, fit_target
-from ._schedule import GONE_GRACE
+from ._schedule import EVENTS_POLL, GONE_GRACE
 from ._settings import DEFAULT_SETTINGS, validate_settings
 from ._templates import GraphTemplate
 
@@ -185,6 +185,17 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         from ._async import AsyncInvokeAI
 
         return AsyncInvokeAI(self)
+
+    def poll_delay(self, polls: int) -> float:
+        """The core's schedule, except for a job waited for on the event loop of an async
+        driver whose events are live: an event ends its wait as soon as the job changes,
+        the socket lost ends it too, and the driver reads the item itself when an event
+        may have been lost (:data:`~._schedule.EVENTS_POLL`), so a wait that came back
+        sooner would only come back with nothing."""
+        driver = self._adriver
+        if driver is not None and getattr(driver, "live_here", False):
+            return max(EVENTS_POLL, self.poll_interval)
+        return super().poll_delay(polls)
 
     # -- look-ups (see Catalog) ------------------------------------------------------------
 
