@@ -49,9 +49,32 @@ class AsyncDriver(Protocol):
 
 
 class AsyncDriverSteps:
-    """The async plugin steps, each handed to the driver of the running event loop."""
+    """The async plugin steps, each handed to the driver of the running event loop.
+
+    A driver whose waits end on a job's news from a socket says so with an
+    ``events_live`` attribute (true while the socket is read): see
+    :meth:`events_live_here`.
+    """
 
     _adriver: AsyncDriver | None = None
+
+    def events_live_here(self) -> bool:
+        """Whether the caller runs on the loop of this generator's async driver and that
+        driver's events are live: a wait for a job then ends as soon as the job changes
+        (or the socket is lost), so ``poll_delay`` may let it last a poll interval instead
+        of coming back every few milliseconds with nothing."""
+        import sys
+
+        driver = self._adriver
+        if driver is None or not getattr(driver, "events_live", False):
+            return False
+        asyncio = sys.modules.get("asyncio")  # no loop ever ran: not on one now
+        if asyncio is None:
+            return False
+        try:
+            return asyncio.get_running_loop() is driver.loop
+        except RuntimeError:  # a sync caller (another thread, no loop)
+            return False
 
     def make_async_driver(self) -> AsyncDriver:
         """A new driver for the running event loop."""

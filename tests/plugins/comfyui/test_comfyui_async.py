@@ -115,6 +115,42 @@ def test_a_finished_prompt_is_read_from_its_messages_not_history(
     assert not [r for r in fake.requests if r.path.startswith("/history")]
 
 
+def test_waits_on_a_read_socket_last_the_poll_interval_ended_by_messages(
+    fake: FakeComfyUI, make: Make, tmp_path: Path
+) -> None:
+    """With the socket read, the core's short first waits (0 s, 10 ms, ...) would only come
+    back with nothing: a job waited for on the driver's loop waits the poll interval, ended
+    by the prompt's messages; one attached on such a loop is still followed."""
+    waits: list[float] = []
+
+    async def main() -> None:
+        first = make(workflow_template=EMPTY_IMAGE_TEMPLATE, values={"color": 0}, poll_interval=30)
+        assert first.poll_delay(0) == 0.0  # no driver yet: the growing schedule
+        async with first:
+            job = await first.asubmit("x", width=16, height=16)
+            assert first.poll_delay(0) == first.poll_delay(4) == 30.0
+            real = first._aio().wait
+
+            async def counted(ref: Any, timeout: float) -> Any:
+                waits.append(timeout)
+                return await real(ref, timeout)
+
+            first._aio().wait = counted  # type: ignore[method-assign]
+            await asyncio.wait_for(job.wait(), 10)  # ended by messages, not after 30 s
+            saved = job.to_dict()
+        assert await asyncio.to_thread(first.poll_delay, 3) == 0.0225  # not on its loop
+        second = make(workflow_template=EMPTY_IMAGE_TEMPLATE, values={"color": 0}, poll_interval=30)
+        async with second:
+            await second.asubmit("y", width=16, height=16)  # its socket is read now
+            attached = await second.aattach(saved)
+            await asyncio.wait_for(attached.save(tmp_path / "a.png"), 10)
+
+    asyncio.run(main())
+    assert waits
+    assert set(waits) == {30.0}
+    assert colour_of(tmp_path / "a.png") == (0, 0, 0)
+
+
 def test_submit_returns_while_pending_then_attach_elsewhere(
     fake: FakeComfyUI, make: Make, tmp_path: Path
 ) -> None:

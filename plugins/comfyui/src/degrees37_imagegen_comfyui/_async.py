@@ -188,6 +188,12 @@ class AsyncComfyUI:
         """Whether the socket is open and read."""
         return self._socket is not None and self._reader is not None and not self._reader.done()
 
+    @property
+    def events_live(self) -> bool:
+        """Whether the socket is read: waits end on the prompts' messages
+        (``AsyncDriverSteps.events_live_here``)."""
+        return self.live
+
     async def ensure_socket(self) -> bool:
         """Open the socket (once per generator) unless it is open; ``False`` if it cannot be
         now (the prompts are then followed by polling)."""
@@ -366,7 +372,7 @@ class AsyncComfyUI:
                 return await self.poll(ref)  # messages sent while we were away are lost: ask
             await asleep(clock, timeout)
             return await self.poll(ref)
-        if not prompt.news:
+        if not prompt.news and prompt.last_poll is not None:  # one never read: read it now
             await await_event(clock, prompt.event, timeout)
         prompt.event.clear()
         latest: JobUpdate | None = None

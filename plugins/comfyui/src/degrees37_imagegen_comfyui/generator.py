@@ -178,7 +178,13 @@ class ComfyUIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         self._img2img_template: WorkflowTemplate | None = None
 
     def poll_delay(self, polls: int) -> float:
-        """Waits between looks at a job grow from 10 ms to the ``poll_interval`` setting."""
+        """Waits between looks at a job grow from 10 ms to the ``poll_interval`` setting;
+        on the loop of an async driver whose socket is read, a wait lasts the
+        ``poll_interval``: the prompt's messages (or the socket lost) end it sooner, and it
+        reads ``/history`` when it ends with none (at most once a ``poll_interval``, as
+        before, for a prompt whose messages go to the client that queued it)."""
+        if self.events_live_here():
+            return self._poll_every
         if polls <= 0:
             return 0.0
         # The exponent is capped: 1.5 ** 1800 overflows a float (after a long wait).

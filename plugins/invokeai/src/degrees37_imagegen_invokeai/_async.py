@@ -223,14 +223,10 @@ class AsyncInvokeAI:
         return self._live
 
     @property
-    def live_here(self) -> bool:
-        """Whether the socket is live and the caller runs on this driver's event loop."""
-        if not self._live:
-            return False
-        try:
-            return asyncio.get_running_loop() is self.loop
-        except RuntimeError:  # a sync caller (another thread, no loop)
-            return False
+    def events_live(self) -> bool:
+        """Whether the socket is live: waits end on the items' events
+        (``AsyncDriverSteps.events_live_here``)."""
+        return self._live
 
     async def ensure_events(self) -> bool:
         """Connect and subscribe (once; again after a drop, backing off); whether live.

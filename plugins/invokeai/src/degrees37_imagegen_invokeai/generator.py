@@ -192,8 +192,7 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         the socket lost ends it too, and the driver reads the item itself when an event
         may have been lost (:data:`~._schedule.EVENTS_POLL`), so a wait that came back
         sooner would only come back with nothing."""
-        driver = self._adriver
-        if driver is not None and getattr(driver, "live_here", False):
+        if self.events_live_here():
             return max(EVENTS_POLL, self.poll_interval)
         return super().poll_delay(polls)
 
