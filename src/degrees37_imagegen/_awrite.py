@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from .errors import IncompleteImageError
-from .files import _PNG_SIGNATURE, atomic_file
+from .files import _PNG_SIGNATURE, as_path, atomic_file
 
 __all__ = ["awrite_image"]
 
@@ -107,7 +107,7 @@ async def awrite_image(
     """
     from .files import TailWriter, finish_image
 
-    final = Path(output_path)
+    final = as_path(output_path)
     check = _PNGCheck()
     with atomic_file(final) as (tmp, fh):
         writer = TailWriter(fh)

@@ -34,7 +34,7 @@ from .errors import (
     IncompleteImageError,
 )
 from .faults import backoff_delay
-from .files import output_format
+from .files import as_path, output_format
 from .job import ImageJob, JobRef, JobStatus, _safe_name, check_job_data
 from .progress import Progress, ProgressCallback
 from .request import ImageRequest
@@ -304,7 +304,7 @@ class AsyncImageJob:
         if not job.attachable:  # a generator of the original contract writes it itself
             return await asyncio.to_thread(job.save, path, metadata=metadata)
         gen = job.generator
-        final = Path(path)
+        final = as_path(path)
         if final.is_dir():
             final = final / f"{_safe_name(job.id)}.png"
         fmt = output_format(final)

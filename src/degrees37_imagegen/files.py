@@ -42,6 +42,12 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
+def as_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a :class:`~pathlib.Path` (itself when it is one: making one again parses
+    it again)."""
+    return path if isinstance(path, Path) else Path(path)
+
+
 def slugify(text: str, max_length: int = 48) -> str:
     """A short, file-name-safe ``text``: ``"A cat, at night!"`` is ``a-cat-at-night``."""
     slug = _NOT_SLUG.sub("-", text.lower()).strip("-")
@@ -65,7 +71,7 @@ def atomic_file(final_path: str | Path, suffix: str = ".part") -> Iterator[tuple
     """:func:`atomic_path` that also yields the temporary file, open for binary writing
     (closed before it is moved into place): the file is created once, not created and then
     opened again."""
-    final = Path(final_path)
+    final = as_path(final_path)
     if final.is_dir():
         raise OutputError(f"cannot write {final}: it is a folder", final)
     try:
@@ -157,7 +163,7 @@ def check_output(path: str | Path) -> str:
     Called before an image is made, so that a path under a file or an unknown extension
     costs no work on a server.
     """
-    final = Path(path)
+    final = as_path(path)
     if final.is_dir():
         raise OutputError(f"cannot write {final}: it is a folder", final)
     for parent in final.parents:
@@ -174,7 +180,7 @@ def output_format(path: str | Path) -> str:
     Raises :class:`OutputError` for an extension of another kind, rather than writing PNG
     bytes under a name that says otherwise.
     """
-    final = Path(path)
+    final = as_path(path)
     fmt = FORMATS_BY_SUFFIX.get(final.suffix.lower())
     if fmt is None:
         raise OutputError(
@@ -205,7 +211,7 @@ def write_image(
     with ``text`` in the format's own metadata (EXIF ``ImageDescription`` as JSON for JPEG
     and WebP); that conversion holds the image in memory.
     """
-    final = Path(output_path)
+    final = as_path(output_path)
     with atomic_file(final) as (tmp, fh):
         writer = TailWriter(fh)
         for chunk in (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data:

@@ -120,6 +120,7 @@ class BatchRunner:
         self.generator = generator
         self.generators = dict(generators or {})
         self.out_dir = Path(out_dir)
+        self._paths: dict[str, Path] = {}  # made once per job: asked for several times
         self.concurrency = concurrency
         self.force = force
         self.on_progress = on_progress
@@ -171,7 +172,10 @@ class BatchRunner:
 
     def path_for(self, job: Job) -> Path:
         """Where ``job``'s image goes."""
-        return self.out_dir / job.filename
+        path = self._paths.get(job.filename)
+        if path is None:
+            path = self._paths[job.filename] = self.out_dir / job.filename
+        return path
 
     def is_done(self, job: Job) -> bool:
         """Whether ``job``'s file is already there as a whole, valid image."""
