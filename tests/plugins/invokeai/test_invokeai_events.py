@@ -493,3 +493,22 @@ def test_the_socket_libraries_log_one_level_quieter_and_without_secrets(caplog):
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
         (logging.DEBUG, "Connecting to http://u:***@studio.example/ws")
     ]
+
+
+def test_our_socket_clients_decode_events_with_the_standard_json_scanner() -> None:
+    """Events decoded without a Python call per integer, for our clients only: the
+    library's own packet class (other users of socketio in the process) is left alone."""
+    import engineio.json
+    import socketio.packet
+
+    from degrees37_imagegen_invokeai._sockets import PACKET, AsyncSocketClient, SocketClient
+
+    raw = '2["invocation_complete",{"item_id":12,"result":{"image":{"image_name":"a.png"}}}]'
+    packet = PACKET(encoded_packet=raw)
+    assert packet.data == [
+        "invocation_complete",
+        {"item_id": 12, "result": {"image": {"image_name": "a.png"}}},
+    ]
+    assert SocketClient().packet_class is PACKET
+    assert AsyncSocketClient().packet_class is PACKET
+    assert socketio.packet.Packet.json is engineio.json
