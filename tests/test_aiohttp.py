@@ -113,3 +113,46 @@ def test_a_plain_path_with_params_parses_no_url(monkeypatch: pytest.MonkeyPatch)
     request = client.build_request("GET", "/view", params={"filename": "a.png", "type": "output"})
     assert str(request.url) == "http://127.0.0.1:8188/view?filename=a.png&type=output"
     assert parsed == []
+
+
+@pytest.mark.parametrize(
+    ("options", "url"),
+    [
+        ({}, "http://h/x"),
+        ({"auth": ("u", "p")}, "http://h/x"),  # the client's auth: httpx's own path
+        ({}, "http://u:p@h/x"),  # a user in the URL: basic auth, as httpx
+        ({"follow_redirects": True}, "http://h/x"),
+        ({"event_hooks": {"request": [], "response": []}}, "http://h/x"),
+    ],
+)
+def test_requests_are_sent_as_httpx_sends_them(options: dict[str, object], url: str) -> None:
+    """The same requests reach the transport, with the same answers, the same redirects
+    told (or followed) and the same errors, as through httpx's own client."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        said = {"auth": request.headers.get("authorization")}
+        if request.url.path == "/x":
+            return httpx.Response(307, headers={"Location": "/y"}, json=said)
+        return httpx.Response(200, json=said)
+
+    async def run(client: httpx.AsyncClient) -> list[object]:
+        async with client:
+            first = await client.get(url)
+            async with client.stream("GET", "http://h/y") as streamed:
+                body = await streamed.aread()
+            told = first.next_request.url if first.next_request is not None else None
+            return [first.status_code, first.content, str(told), body, len(first.history)]
+
+    ours = asyncio.run(run(AsyncClient(transport=httpx.MockTransport(answer), **options)))
+    theirs = asyncio.run(run(httpx.AsyncClient(transport=httpx.MockTransport(answer), **options)))
+    assert ours == theirs
+
+
+def test_a_closed_client_refuses_to_send_as_httpx_does() -> None:
+    async def run() -> None:
+        client = AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+        await client.aclose()
+        with pytest.raises(RuntimeError, match="client has been closed"):
+            await client.get("http://h/")
+
+    asyncio.run(run())

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+from httpx._client import ClientState
 
 __all__ = ["AiohttpTransport", "AsyncClient", "async_transport"]
 
@@ -67,6 +68,46 @@ class AsyncClient(httpx.AsyncClient):
             if with_query is not None:
                 url, params = with_query, None
         return super().build_request(method, url, params=params, **kwargs)
+
+    async def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        """httpx's ``send``; a request with no auth to apply (none given, none on the client,
+        no user in its URL), no event hooks and no redirect to follow goes straight to the
+        transport, without httpx's auth and redirect loops around it (two async generators
+        and a loop per request, that would do nothing)."""
+        if (
+            auth is httpx.USE_CLIENT_DEFAULT
+            and self._auth is None
+            and not (
+                follow_redirects is True
+                or (follow_redirects is httpx.USE_CLIENT_DEFAULT and self.follow_redirects)
+            )
+            and not self._event_hooks["request"]
+            and not self._event_hooks["response"]
+            and not request.url.userinfo
+            and self._state is not ClientState.CLOSED
+        ):
+            self._state = ClientState.OPENED
+            self._set_timeout(request)
+            response = await self._send_single_request(request)
+            try:
+                if response.has_redirect_location:  # as httpx: said, not followed
+                    response.next_request = self._build_redirect_request(request, response)
+                if not stream:
+                    await response.aread()
+            except BaseException:
+                await response.aclose()
+                raise
+            return response
+        return await super().send(
+            request, stream=stream, auth=auth, follow_redirects=follow_redirects
+        )
 
     def _merge_url(self, url: httpx.URL | str) -> httpx.URL:
         if not isinstance(url, str) or not _PLAIN_PATH.match(url) or "/." in url:
