@@ -195,16 +195,21 @@ def live(live_fake):
     return live_fake
 
 
+def live_generator(live) -> InvokeAIGenerator:
+    """A generator of the live fake (its HTTP and its socket)."""
+    return InvokeAIGenerator(
+        {"base_url": live.base_url, "default_model": "sdxl-base"},
+        name="invokeai",
+        transport=live.transport,
+    )
+
+
 def test_events_end_the_waits_on_one_socket_without_threads(live, tmp_path):
     seen: list[Progress] = []
     threads: list[int] = []
 
     async def main() -> None:
-        gen = InvokeAIGenerator(
-            {"base_url": live.base_url, "default_model": "sdxl-base"},
-            name="invokeai",
-            transport=live.transport,
-        )
+        gen = live_generator(live)
         async with gen:
             for i in range(3):
                 job = await gen.asubmit(f"p{i}", on_progress=seen.append)
@@ -299,11 +304,7 @@ def test_waits_on_a_live_socket_are_ended_by_events_not_by_a_timer(live, tmp_pat
     waits: list[float] = []
 
     async def main() -> None:
-        gen = InvokeAIGenerator(
-            {"base_url": live.base_url, "default_model": "sdxl-base"},
-            name="invokeai",
-            transport=live.transport,
-        )
+        gen = live_generator(live)
         async with gen:
             assert gen.poll_delay(0) == 0.0  # no driver yet: the core's schedule
             job = await gen.asubmit("p", on_progress=lambda p: stages.append(p.stage))
