@@ -139,6 +139,14 @@ class AsyncAPI:
         await await_or_cancel(job, gen.job_timeout())
         return job.id
 
+    async def atest_connection(self) -> bool:
+        """Async :meth:`test_connection`: whether the server answers. The default runs
+        ``test_connection`` in a worker thread; plugins with native async steps ask with
+        their async client."""
+        import asyncio
+
+        return bool(await asyncio.to_thread(_gen(self).test_connection))
+
     async def adownload_image(self, image_id: str, output_path: str | Path) -> bool:
         """Async :meth:`download_image`: write image ``image_id``, whole or not at all."""
         from .aio import ajob

@@ -120,6 +120,19 @@ class AsyncDriverSteps:
             self._adriver = None
             await driver.aclose()
 
+    async def atest_connection(self) -> bool:
+        """``test_connection``, natively async when the driver can ask (its own
+        ``test_connection`` coroutine), else in a worker thread."""
+        ask = getattr(self._aio(), "test_connection", None)
+        if ask is not None:
+            return bool(await ask())
+        import asyncio
+        from typing import cast
+
+        from .base import BaseImageGenerator
+
+        return bool(await asyncio.to_thread(cast(BaseImageGenerator, self).test_connection))
+
     async def aclose(self) -> None:
         """Close the async driver (if it belongs to this loop), then the sync clients."""
         import asyncio

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from collections import Counter
 from collections.abc import Callable
@@ -158,6 +159,19 @@ def test_test_connection_brings_servers_back(make_pool: MakePool, fake_servers: 
     fake_servers["fake://s1"].dead = False
     assert pool.test_connection() is True
     assert [m.alive for m in pool.members] == [True, True]
+
+
+def test_atest_connection_asks_every_server_at_once_on_the_loop(
+    make_pool: MakePool, fake_servers: Servers
+) -> None:
+    pool = make_pool(3)
+    pool.members[1].generator.server.dead = True
+    assert asyncio.run(pool.atest_connection()) is True
+    assert [m.alive for m in pool.members] == [True, False, True]
+    assert pool.members[1].error == "not ready"
+    for member in pool.members:
+        member.generator.server.dead = True
+    assert asyncio.run(pool.atest_connection()) is False
 
 
 def test_info_hides_secrets(fake_cls: Any) -> None:

@@ -322,11 +322,12 @@ def flaky_registry(monkeypatch: pytest.MonkeyPatch) -> GeneratorRegistry:
     return registry
 
 
+@pytest.mark.parametrize("driver", ["threads", "async"])  # asked in threads, or on a loop
 def test_a_server_that_does_not_answer_stops_the_batch_at_once(
-    in_tmp: Path, flaky_registry: GeneratorRegistry
+    in_tmp: Path, flaky_registry: GeneratorRegistry, driver: str
 ) -> None:
     path = jobs_file(in_tmp, 3)
-    code, _, err = invoke("batch", str(path), "-g", "dead")
+    code, _, err = invoke("batch", str(path), "-g", "dead", "--driver", driver)
     assert code == 1
     assert err.splitlines() == [
         "error: generator 'dead' is not ready (its server does not answer); nothing was generated"
@@ -334,11 +335,12 @@ def test_a_server_that_does_not_answer_stops_the_batch_at_once(
     assert not (in_tmp / "book").exists()
 
 
+@pytest.mark.parametrize("driver", ["threads", "async"])
 def test_a_pool_leaves_out_a_server_that_does_not_answer(
-    in_tmp: Path, flaky_registry: GeneratorRegistry
+    in_tmp: Path, flaky_registry: GeneratorRegistry, driver: str
 ) -> None:
     path = jobs_file(in_tmp, 8)
-    code, out, err = invoke("batch", str(path), "-g", "gpus", "--json")
+    code, out, err = invoke("batch", str(path), "-g", "gpus", "--json", "--driver", driver)
     assert code == 0, err
     assert err.splitlines() == ["warning: pool 'gpus': down is out of rotation (not ready)"]
     records = [json.loads(line) for line in out.splitlines()[:-1]]

@@ -196,6 +196,15 @@ def run_in_loop_thread(runner: BatchRunner, todo: Sequence[Job]) -> Iterator[Job
             yield item
 
 
+async def probe(runner: BatchRunner, generators: Sequence[BaseImageGenerator]) -> list[bool]:
+    """Whether each of ``generators`` answers (``atest_connection``), then close the
+    drivers this loop made: the batch's own loop makes its own."""
+    try:
+        return [await gen.atest_connection() for gen in generators]
+    finally:
+        await _close_loop_drivers(runner)
+
+
 async def _close_loop_drivers(runner: BatchRunner) -> None:
     """Close the async drivers the batch's loop made (its sockets and clients); the
     generators themselves stay open for their owner."""

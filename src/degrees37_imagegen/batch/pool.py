@@ -185,6 +185,23 @@ class GeneratorPool(BaseImageGenerator):
             thread.join()
         return any(m.alive for m in self.members)
 
+    async def atest_connection(self) -> bool:
+        """:meth:`test_connection` on the event loop: every server at once, each asked
+        the way its plugin asks (natively async, or in a worker thread)."""
+        import asyncio
+
+        async def test(member: PoolMember) -> None:
+            try:
+                ok = await member.generator.atest_connection()
+                error = None if ok else "not ready"
+            except GeneratorError as exc:
+                ok, error = False, str(exc)
+            with self._lock:
+                member.alive, member.error = ok, error
+
+        await asyncio.gather(*(test(m) for m in self.members))
+        return any(m.alive for m in self.members)
+
     def validate_dimensions(self, width: int, height: int) -> tuple[int, int]:
         """What the members (all of one class and settings) make of ``width`` x ``height``."""
         return self.members[0].generator.validate_dimensions(width, height)

@@ -290,8 +290,15 @@ def _preflight(runner: BatchRunner, jobs: Sequence[Job]) -> None:
     from ..batch import GeneratorPool
 
     used = {id(g): g for g in (runner.generator_for(j) for j in jobs)}
-    for gen in used.values():
-        ready = gen.test_connection()
+    if runner.uses_event_loop(jobs):  # asked as the batch will ask: on an event loop
+        import asyncio
+
+        from ..batch.arunner import probe
+
+        answers = asyncio.run(probe(runner, list(used.values())))
+    else:
+        answers = [gen.test_connection() for gen in used.values()]
+    for gen, ready in zip(used.values(), answers):
         if isinstance(gen, GeneratorPool):
             for member in gen.members:
                 if not member.alive:

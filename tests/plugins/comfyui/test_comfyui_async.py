@@ -380,6 +380,18 @@ def test_refused_credentials_and_validation_errors() -> None:
     assert info.value.generator == gen.name
 
 
+def test_the_connection_is_tested_on_the_loop_not_in_a_thread(make: Make) -> None:
+    async def main() -> None:
+        async with make(workflow_template=EMPTY_IMAGE_TEMPLATE, values={"color": 0}) as gen:
+            gen.test_connection = lambda: pytest.fail("the sync test ran")  # type: ignore[method-assign]
+            assert await gen.atest_connection()
+        down = ComfyUIGenerator({"server_address": "127.0.0.1:9", "timeout": 5})
+        async with down:
+            assert not await down.atest_connection()
+
+    asyncio.run(main())
+
+
 def test_server_down_is_a_connection_error_not_sent() -> None:
     gen = ComfyUIGenerator({"server_address": "127.0.0.1:9", "timeout": 5})
     with pytest.raises(GeneratorConnectionError) as info:
@@ -389,8 +401,8 @@ def test_server_down_is_a_connection_error_not_sent() -> None:
 
 @pytest.mark.parametrize("address", ["comfy.invalid", "https://user:pw@comfy.invalid:9/comfy"])
 def test_view_asks_for_the_url_httpx_makes_of_its_query(address: str) -> None:
-    """The driver writes /view's query itself (httpx would parse the whole URL again): the
-    URL sent is the one httpx makes of the same parameters, for any file name."""
+    """/view's query is written without httpx parsing the whole URL again (the core's
+    client): the URL sent is the one httpx makes of the same parameters, for any name."""
     names = ["ComfyUI_00001_.png", "a b+c.png", "ü&x=1%41#?;/.png", ""]
     sent: list[httpx.URL] = []
 

@@ -392,3 +392,17 @@ def test_the_enqueue_body_is_sent_as_httpx_encodes_it_with_shared_graphs_made_on
     # One graph per size, board, model and precision (the preset changes only prompts);
     # none for the plans whose graph is changed after it is built.
     assert len(graphs) == 2 * 4
+
+
+def test_the_connection_is_tested_on_the_loop_not_in_a_thread(live):
+    async def main() -> None:
+        gen = live_generator(live)
+        async with gen:
+            gen.test_connection = lambda: pytest.fail("the sync test ran")
+            assert await gen.atest_connection()
+            assert gen.server_version
+        down = InvokeAIGenerator({"base_url": "http://127.0.0.1:9", "default_model": "x"})
+        async with down:
+            assert not await down.atest_connection()
+
+    asyncio.run(main())

@@ -48,6 +48,7 @@ from ._protocol import (
     prompt_body,
     queue_state,
     queue_update,
+    stats_ready,
 )
 
 if TYPE_CHECKING:
@@ -131,6 +132,16 @@ class AsyncComfyUI:
         label = f"GET /history/{prompt_id}"
         response = await self.request("GET", f"/history/{prompt_id}")
         return history_entry(self.api._json(response, label), prompt_id)
+
+    async def test_connection(self) -> bool:
+        """``atest_connection``: whether ComfyUI answers ``/system_stats`` (as the sync
+        ``test_connection``)."""
+        try:
+            response = await self.request("GET", "/system_stats")
+            return stats_ready(self.api._json(response, "GET /system_stats"))
+        except GeneratorError as exc:
+            log.info("ComfyUI at %s is not ready: %s", self.api.shown_url, exc)
+            return False
 
     async def queue(self) -> Any:
         """``GET /queue`` as sent."""

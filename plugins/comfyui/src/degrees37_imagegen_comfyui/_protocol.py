@@ -283,3 +283,8 @@ def read_request(
                 found[field_name] = inputs[input_name]
                 break
     return found
+
+
+def stats_ready(stats: Any) -> bool:
+    """Whether a ``/system_stats`` answer is ComfyUI's (it names the ``system``)."""
+    return isinstance(stats, Mapping) and "system" in stats

@@ -44,6 +44,7 @@ from ._protocol import (
     prompt_body,
     queue_state,
     read_request,
+    stats_ready,
 )
 from ._samplers import DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS
 from ._settings import (
@@ -199,7 +200,7 @@ class ComfyUIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
     def test_connection(self) -> bool:
         """Whether ComfyUI answers ``/system_stats``."""
         try:
-            return "system" in self._api.system_stats()
+            return stats_ready(self._api.system_stats())
         except GeneratorError as exc:
             log.info("ComfyUI at %s is not ready: %s", self._api.shown_url, exc)
             return False

@@ -27,6 +27,9 @@ __all__ = ["QUEUE", "InvokeAIAPI"]
 
 log = logging.getLogger(__name__)
 
+#: What the connection test asks: InvokeAI's JSON, not the web UI's HTML.
+VERSION_PATH = "/api/v1/app/version"
+
 #: The queue routes (InvokeAI has one queue, ``default``).
 QUEUE = "/api/v1/queue/default"
 _CHUNK = 1 << 16

@@ -34,7 +34,7 @@ from degrees37_imagegen.errors import (
 from degrees37_imagegen.job import TERMINAL, JobRef, JobStatus, JobUpdate
 from degrees37_imagegen.request import ImageRequest
 
-from ._api import QUEUE
+from ._api import QUEUE, VERSION_PATH
 from ._events import _SIO_LOG, socket_address
 from ._http import check_response, json_body, transport_error
 from ._messages import QUEUE_ID, completed_image, ended_status, event_update, read_event
@@ -169,6 +169,16 @@ class AsyncInvokeAI:
             raise transport_error(exc, method, self.gen.base_url + path) from exc
         check_response(response)
         return json_body(response)
+
+    async def test_connection(self) -> bool:
+        """``atest_connection``: whether InvokeAI answers its version (as the sync
+        ``test_connection``)."""
+        try:
+            data = await self.call("GET", VERSION_PATH)
+        except GeneratorError as exc:
+            log.warning("InvokeAI at %s is not usable: %s", self.gen.base_url, exc)
+            return False
+        return self.gen._heard_version(data)
 
     async def read(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """A GET, retried on connection, timeout and limit errors."""

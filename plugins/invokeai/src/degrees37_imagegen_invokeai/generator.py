@@ -31,7 +31,7 @@ from degrees37_imagegen.images import UploadCache, parse_loras
 from degrees37_imagegen.job import ImageData, ImageJob, JobRef, JobUpdate
 from degrees37_imagegen.request import ImageRequest
 
-from ._api import QUEUE, InvokeAIAPI
+from ._api import QUEUE, VERSION_PATH, InvokeAIAPI
 from ._catalog import Catalog
 from ._events import QueueEvents
 from ._follow import Follow, Follows, wait_for_news
@@ -155,12 +155,17 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
     def test_connection(self) -> bool:
         """Whether ``GET /api/v1/app/version`` answers InvokeAI's JSON (not the web UI's HTML)."""
         try:
-            data = self._api.call("GET", "/api/v1/app/version")
+            data = self._api.call("GET", VERSION_PATH)
         except GeneratorError as exc:
             log.warning("InvokeAI at %s is not usable: %s", self.base_url, exc)
             return False
+        return self._heard_version(data)
+
+    def _heard_version(self, data: Any) -> bool:
+        """Keep the server's version from a ``/app/version`` answer; whether it is one
+        (the sync and the async connection test)."""
         if not isinstance(data, dict) or not isinstance(data.get("version"), str):
-            log.warning("%s/api/v1/app/version did not answer a version", self.base_url)
+            log.warning("%s%s did not answer a version", self.base_url, VERSION_PATH)
             return False
         self.server_version = data["version"]
         return True
