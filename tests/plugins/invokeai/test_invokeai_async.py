@@ -406,3 +406,20 @@ def test_the_connection_is_tested_on_the_loop_not_in_a_thread(live):
             assert not await down.atest_connection()
 
     asyncio.run(main())
+
+
+def test_an_async_image_needs_no_sync_client(live, tmp_path):
+    """The model list, the connection test and the image itself: all on the loop's own
+    client (a sync client would be a thread's HTTP stack for nothing)."""
+
+    async def main() -> None:
+        gen = live_generator(live)
+        async with gen:
+            assert await gen.atest_connection()
+            job = await gen.asubmit("p", width=64, height=64, seed=3)
+            await job.save(tmp_path / "a.png")
+            assert gen._catalog.models_read
+            assert gen._api._client is None
+
+    asyncio.run(main())
+    assert (tmp_path / "a.png").stat().st_size > 0

@@ -35,6 +35,7 @@ from degrees37_imagegen.job import TERMINAL, JobRef, JobStatus, JobUpdate
 from degrees37_imagegen.request import ImageRequest
 
 from ._api import QUEUE, VERSION_PATH
+from ._catalog import MODELS_READ
 from ._events import _SIO_LOG, socket_address
 from ._http import check_response, json_body, transport_error
 from ._messages import QUEUE_ID, completed_image, ended_status, event_update, read_event
@@ -362,6 +363,9 @@ class AsyncInvokeAI:
         shared = not request.options and not cfg["style_preset"]
         if shared and self._lookups is not None:
             return self._lookups
+        catalog = self.gen._catalog
+        if self.gen._names_a_model() and not catalog.models_read:  # read by our client
+            catalog.keep_models(await self.read(*MODELS_READ))
         found = await asyncio.to_thread(self.gen._look_up, request)
         if shared:
             self._lookups = found

@@ -22,6 +22,17 @@ __all__ = ["Catalog"]
 
 log = logging.getLogger(__name__)
 
+#: The request for the server's main models (path, query).
+MODELS_READ: tuple[str, dict[str, str]] = ("/api/v2/models/", {"model_type": "main"})
+
+
+def _main_models(data: Any) -> list[dict[str, Any]]:
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, list):
+        raise GeneratorError("GET /api/v2/models/ answered no model list")
+    return [m for m in models if isinstance(m, dict)]
+
+
 #: ``read(path, params)``: a GET answered with JSON, retried when safe.
 Read = Callable[[str, Mapping[str, Any] | None], Any]
 #: ``send(method, path, params)``: a request that changes something, sent once.
@@ -77,12 +88,20 @@ class Catalog:
         """The server's main models (``GET /api/v2/models/?model_type=main``), cached."""
         with self._models_lock:
             if self._models is None or refresh:
-                data = self._read("/api/v2/models/", {"model_type": "main"})
-                models = data.get("models") if isinstance(data, dict) else None
-                if not isinstance(models, list):
-                    raise GeneratorError("GET /api/v2/models/ answered no model list")
-                self._models = [m for m in models if isinstance(m, dict)]
+                self._models = _main_models(self._read(*MODELS_READ))
             return list(self._models)
+
+    @property
+    def models_read(self) -> bool:
+        """Whether the model list has been read (and is kept)."""
+        return self._models is not None
+
+    def keep_models(self, data: Any) -> None:
+        """Keep the model list from an answer to :data:`MODELS_READ` read elsewhere (the
+        async driver's own client)."""
+        models = _main_models(data)
+        with self._models_lock:
+            self._models = models
 
     def resolve_model(self, spec: Any, *, setting: str | None = "default_model") -> dict[str, Any]:
         """The model record for ``spec``: a key, a name, a full identifier, or ``None``.

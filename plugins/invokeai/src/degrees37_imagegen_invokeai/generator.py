@@ -377,8 +377,7 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
             preset = self.style_preset(str(preset_name))
             prompts = apply_style_preset(preset, request.prompt, request.negative_prompt)
         model = None
-        template = self._template
-        if template is None or "model" in template.placeholders:
+        if self._names_a_model():
             setting = None if "model" in options else "default_model"
             model = self.resolve_model(options.get("model", cfg["default_model"]), setting=setting)
         loras = self._loras_for(options, model)
@@ -386,6 +385,10 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         board_id = self.board_id(str(board_name)) if board_name else None
         images = self._upload_inputs(options)  # last: nothing is sent for a bad request
         return Lookups(prompts, model, board_id, images, loras)
+
+    def _names_a_model(self) -> bool:
+        """Whether the graph names a model (the built-in one does; a template may not)."""
+        return self._template is None or "model" in self._template.placeholders
 
     def _output_node(self) -> str:
         return self._template.output_node if self._template is not None else OUTPUT_NODE
