@@ -7,7 +7,9 @@ driver's ``_connect``).
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 import sys
 import threading
 from typing import Any
@@ -90,11 +92,42 @@ class _InOrderAsyncEngineIO(engineio.AsyncClient):  # type: ignore[misc]
 
 class AsyncSocketClient(socketio.AsyncClient):  # type: ignore[misc]
     """``socketio.AsyncClient`` whose events arrive in order (see
-    :class:`_InOrderAsyncEngineIO`)."""
+    :class:`_InOrderAsyncEngineIO`), an event for a catch-all handler handed to it at once.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", PACKET)
         super().__init__(*args, **kwargs)
+
+    async def _handle_eio_message(self, data: Any) -> None:
+        """An event of the default namespace without an ack id (``2["name", ...]``: every
+        message InvokeAI sends once connected) goes straight to the namespace's catch-all
+        coroutine handler, as the library would call it (``handler(name, *args)``), without
+        a packet object and three more calls a message. Anything else, or when the library
+        would log the event, goes the library's way."""
+        if (
+            isinstance(data, str)
+            and data.startswith('2["')
+            and not self._binary_packet
+            and not self.logger.isEnabledFor(logging.INFO)
+        ):
+            handlers = self.handlers.get("/")
+            catch_all = handlers.get("*") if handlers else None
+            if catch_all is not None and inspect.iscoroutinefunction(catch_all):
+                try:
+                    event = PACKET.json.loads(data[1:])
+                except ValueError:
+                    event = None
+                if (
+                    isinstance(event, list)
+                    and event
+                    and isinstance(event[0], str)
+                    and event[0] not in handlers
+                    and event[0] not in self.reserved_events
+                ):
+                    await catch_all(*event)
+                    return
+        await super()._handle_eio_message(data)
 
     def _engineio_client_class(self) -> type[engineio.AsyncClient]:
         return _InOrderAsyncEngineIO
