@@ -45,15 +45,6 @@ from degrees37_imagegen.base import BaseImageGenerator  # noqa: E402
 from degrees37_imagegen.batch import BatchRunner, GeneratorPool, parse_jobs  # noqa: E402
 
 COMFYUI_KINDS = ("post_500", "post_drop", "view_500", "view_drop", "view_truncated")
-INVOKEAI_KINDS = (
-    "enqueue_500",
-    "enqueue_drop",
-    "enqueue_lost",
-    "image_500",
-    "image_drop",
-    "image_truncated",
-    "prune_after_finish",
-)
 
 
 @dataclass
@@ -95,7 +86,7 @@ def comfyui() -> Backend:
 def invokeai() -> Backend:
     from test_fault_acceptance_invokeai import generator
 
-    from degrees37_imagegen_invokeai.testing import ServedInvokeAI
+    from degrees37_imagegen_invokeai.testing import REQUEST_FAULTS, ServedInvokeAI
 
     def made(fake: Any) -> Counter[int]:
         with fake.lock:
@@ -120,7 +111,7 @@ def invokeai() -> Backend:
         generator,
         made,
         lambda fake: len(fake.images),
-        INVOKEAI_KINDS,
+        REQUEST_FAULTS,
         forget,
     )
 

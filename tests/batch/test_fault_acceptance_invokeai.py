@@ -26,7 +26,7 @@ pytest.importorskip("respx")
 from degrees37_imagegen import run_batch_async
 from degrees37_imagegen.batch import BatchRunner
 from degrees37_imagegen_invokeai import InvokeAIGenerator
-from degrees37_imagegen_invokeai.testing import ServedInvokeAI
+from degrees37_imagegen_invokeai.testing import BLANK_TEMPLATE, REQUEST_FAULTS, ServedInvokeAI
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from batch_acceptance import SEEDS, jobs, kill_then_rerun
@@ -34,30 +34,15 @@ from batch_acceptance import SEEDS, jobs, kill_then_rerun
 #: One blank_image whose metadata is the seed: InvokeAI writes a node's metadata into the
 #: image's PNG text, so each image says whose it is.
 TEMPLATE: dict[str, Any] = {
+    **BLANK_TEMPLATE,
     "id": "acceptance",
     "nodes": {
-        "blank": {
-            "id": "blank",
-            "type": "blank_image",
-            "width": "{{width}}",
-            "height": "{{height}}",
-            "metadata": {"seed": "{{seed}}"},
-            "color": {"r": 30, "g": 144, "b": 255, "a": 255},
-        }
+        "blank": {**BLANK_TEMPLATE["nodes"]["blank"], "metadata": {"seed": "{{seed}}"}},
     },
-    "edges": [],
 }
 #: The issue's mix, four of each: enqueue 500s, enqueues dropped before and after queuing,
 #: image downloads answering 500, dropped and cut short, items pruned as they finish.
-MIX = (
-    "enqueue_500",
-    "enqueue_drop",
-    "enqueue_lost",
-    "image_500",
-    "image_drop",
-    "image_truncated",
-    "prune_after_finish",
-)
+MIX = REQUEST_FAULTS
 
 
 def seed_of(png: bytes) -> int:
@@ -198,7 +183,7 @@ def test_items_pruned_as_they_finish_are_downloaded_by_the_async_driver_too(
     fake.faults = {"prune_after_finish": 8}
 
     async def run() -> list[Any]:
-        with generator(fake) as gen:
+        async with generator(fake) as gen:
             runner = BatchRunner(gen, tmp_path, concurrency=2)
             return [r async for r in run_batch_async(jobs(), gen, tmp_path, runner=runner)]
 

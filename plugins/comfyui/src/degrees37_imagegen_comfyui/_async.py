@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -29,11 +28,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from degrees37_imagegen._aiohttp import AsyncClient, async_transport
-from degrees37_imagegen.aio import aretrying, asleep, await_event, ssl_context
+from degrees37_imagegen.aio import aretrying, asleep, await_event
 from degrees37_imagegen.errors import GeneratorError, InvalidRequestError, ServerError
 from degrees37_imagegen.job import TERMINAL, JobRef, JobStatus, JobUpdate
 from degrees37_imagegen.redaction import RedactingLogger
 from degrees37_imagegen.request import ImageRequest
+from degrees37_imagegen.tls import ssl_context
 
 from ._api import PromptMaybeSubmitted
 from ._monitor import PromptTracker, decode, entry_from_messages, told_entry
@@ -236,16 +236,10 @@ class AsyncComfyUI:
     async def _connect(self) -> ClientConnection:
         gen = self.gen
         url = f"{gen.ws_url}?clientId={self.client_id}"
-        ssl_context: ssl.SSLContext | None = None
-        if url.startswith("wss:"):
-            ssl_context = ssl.create_default_context()
-            if not gen.config["verify_ssl"]:
-                ssl_context.check_hostname = False
-                ssl_context.verify_mode = ssl.CERT_NONE
         headers = dict(gen._headers)
         return await connect(
             url,
-            ssl=ssl_context,
+            ssl=ssl_context(bool(gen.config["verify_ssl"])) if url.startswith("wss:") else None,
             additional_headers=headers or None,
             open_timeout=gen.connect_timeout,
             close_timeout=2,

@@ -11,7 +11,6 @@ What a message or an answer means is decided by ``_monitor`` and ``_protocol``.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from degrees37_imagegen.clock import Clock
 from degrees37_imagegen.errors import GeneratorError
 from degrees37_imagegen.job import JobStatus, JobUpdate
 from degrees37_imagegen.redaction import RedactingLogger
+from degrees37_imagegen.tls import ssl_context
 
 from ._api import ComfyUIAPI
 from ._monitor import PromptTracker, decode, told_entry
@@ -49,15 +49,9 @@ def open_socket(
     from websockets.sync.client import connect
 
     url = f"{ws_url}?clientId={client_id}"
-    ssl_context: ssl.SSLContext | None = None
-    if url.startswith("wss:"):
-        ssl_context = ssl.create_default_context()
-        if not verify_ssl:
-            ssl_context.check_hostname = False
-            ssl_context.verify_mode = ssl.CERT_NONE
     socket = connect(
         url,
-        ssl=ssl_context,
+        ssl=ssl_context(verify_ssl) if url.startswith("wss:") else None,
         additional_headers=dict(headers) or None,
         open_timeout=connect_timeout,
         close_timeout=2,

@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from degrees37_imagegen._aiohttp import AsyncClient, async_transport
-from degrees37_imagegen.aio import aretrying, asleep, await_event, ssl_context
+from degrees37_imagegen.aio import aretrying, asleep, await_event
 from degrees37_imagegen.errors import (
     GeneratorError,
     IncompleteImageError,
 )
 from degrees37_imagegen.job import TERMINAL, JobRef, JobStatus, JobUpdate
 from degrees37_imagegen.request import ImageRequest
+from degrees37_imagegen.tls import ssl_context
 
 from ._api import QUEUE, VERSION_PATH
 from ._catalog import MODELS_READ

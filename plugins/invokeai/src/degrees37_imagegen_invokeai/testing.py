@@ -46,7 +46,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._fake.captures import CAPTURES, CaptureFolder, Captures, schema_of
-from ._fake.faults import FAULTS
+from ._fake.faults import FAULTS, REQUEST_FAULTS
 from ._fake.items import FakeItem, model_record
 from ._fake.schema import OpenAPISchema
 from ._fake.served import ServedInvokeAI
@@ -72,6 +72,7 @@ __all__ = [
     "CaptureFolder",
     "Captures",
     "FAULTS",
+    "REQUEST_FAULTS",
     "FakeInvokeAI",
     "FakeItem",
     "ItemIds",

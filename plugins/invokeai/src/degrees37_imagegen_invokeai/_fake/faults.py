@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 
-__all__ = ["DISCONNECTED", "FAULTS", "CutShort", "FaultSwitches"]
+__all__ = ["DISCONNECTED", "FAULTS", "REQUEST_FAULTS", "CutShort", "FaultSwitches"]
 
 #: The counted faults (:attr:`FakeInvokeAI.faults`) and what each does to one request.
 FAULTS = {
@@ -24,6 +24,8 @@ FAULTS = {
     "prune_after_finish": "the queue is pruned (terminal items deleted) as an item completes",
     "events_drop": "every socket.io connection is cut as an item starts running",
 }
+#: The faults a request meets (all but the socket's): the mix of the fault tests.
+REQUEST_FAULTS = tuple(kind for kind in FAULTS if kind != "events_drop")
 DISCONNECTED = "Server disconnected without sending a response."
 
 
