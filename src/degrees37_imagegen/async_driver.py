@@ -126,12 +126,12 @@ class AsyncDriverSteps:
         ask = getattr(self._aio(), "test_connection", None)
         if ask is not None:
             return bool(await ask())
-        import asyncio
         from typing import cast
 
+        from ._async_api import AsyncAPI
         from .base import BaseImageGenerator
 
-        return bool(await asyncio.to_thread(cast(BaseImageGenerator, self).test_connection))
+        return await AsyncAPI.atest_connection(cast(BaseImageGenerator, self))  # a thread
 
     async def aclose(self) -> None:
         """Close the async driver (if it belongs to this loop), then the sync clients."""

@@ -65,12 +65,16 @@ class _StdJSONPacket(Packet):  # type: ignore[misc]
 PACKET: type[Packet] = _StdJSONPacket if hasattr(sys, "get_int_max_str_digits") else Packet
 
 
-class SocketClient(socketio.Client):  # type: ignore[misc]
-    """``socketio.Client`` whose events arrive in order (see :class:`_InOrderEngineIO`)."""
+class _OurPackets:
+    """Our clients read :data:`PACKET` unless told otherwise (``serializer=``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", PACKET)
         super().__init__(*args, **kwargs)
+
+
+class SocketClient(_OurPackets, socketio.Client):  # type: ignore[misc]
+    """``socketio.Client`` whose events arrive in order (see :class:`_InOrderEngineIO`)."""
 
     def _engineio_client_class(self) -> type[engineio.Client]:
         return _InOrderEngineIO
@@ -90,14 +94,10 @@ class _InOrderAsyncEngineIO(engineio.AsyncClient):  # type: ignore[misc]
         return await super()._trigger_event(event, *args, **kwargs)
 
 
-class AsyncSocketClient(socketio.AsyncClient):  # type: ignore[misc]
+class AsyncSocketClient(_OurPackets, socketio.AsyncClient):  # type: ignore[misc]
     """``socketio.AsyncClient`` whose events arrive in order (see
     :class:`_InOrderAsyncEngineIO`), an event for a catch-all handler handed to it at once.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("serializer", PACKET)
-        super().__init__(*args, **kwargs)
 
     async def _handle_eio_message(self, data: Any) -> None:
         """An event of the default namespace without an ack id (``2["name", ...]``: every
