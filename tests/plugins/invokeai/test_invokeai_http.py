@@ -160,3 +160,15 @@ def test_transport_errors_and_whether_they_were_sent():
         transport_error(httpx.PoolTimeout("t"), "GET", "u", None), GeneratorTimeoutError
     )
     assert was_not_sent(httpx.PoolTimeout("t"))
+
+
+def test_a_transport_error_shows_no_password_of_the_url() -> None:
+    import httpx as _httpx
+
+    from degrees37_imagegen_invokeai._http import transport_error
+
+    url = "http://me:hunter2@gpu:9090/api/v1/app/version"
+    for exc in (_httpx.ConnectError("refused"), _httpx.ReadTimeout("slow"), _httpx.ReadError("x")):
+        message = str(transport_error(exc, "GET", url))
+        assert "hunter2" not in message
+        assert "gpu:9090/api/v1/app/version" in message

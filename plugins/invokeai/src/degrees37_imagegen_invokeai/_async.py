@@ -178,7 +178,7 @@ class AsyncInvokeAI:
         try:
             data = await self.call("GET", VERSION_PATH)
         except GeneratorError as exc:
-            log.warning("InvokeAI at %s is not usable: %s", self.gen.base_url, exc)
+            log.warning("InvokeAI at %s is not usable: %s", self.gen.shown_server, exc)
             return False
         return self.gen._heard_version(data)
 

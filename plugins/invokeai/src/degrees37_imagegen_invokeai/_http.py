@@ -16,6 +16,7 @@ from degrees37_imagegen.errors import (
     GeneratorTimeoutError,
     Work,
 )
+from degrees37_imagegen.redaction import redact_url
 
 from .errors import InvokeAIAuthenticationError, InvokeAIRequestError, InvokeAIServerError
 
@@ -57,8 +58,9 @@ def was_not_sent(error: BaseException) -> bool:
 def transport_error(
     exc: httpx.HTTPError, method: str, url: str, generator: str | None = None
 ) -> GeneratorError:
-    """The library error for an httpx transport failure (no answer from the server)."""
-    what = f"{method} {url}"
+    """The library error for an httpx transport failure (no answer from the server); a
+    password in ``url`` is not shown."""
+    what = f"{method} {redact_url(url)}"
     work: Work = "not_sent" if is_not_sent_error(exc) else "unknown"
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
         return GeneratorConnectionError(

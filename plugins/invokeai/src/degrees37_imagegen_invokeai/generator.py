@@ -157,7 +157,7 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         try:
             data = self._api.call("GET", VERSION_PATH)
         except GeneratorError as exc:
-            log.warning("InvokeAI at %s is not usable: %s", self.base_url, exc)
+            log.warning("InvokeAI at %s is not usable: %s", self.shown_server, exc)
             return False
         return self._heard_version(data)
 
@@ -165,7 +165,7 @@ class InvokeAIGenerator(Inventory, AsyncDriverSteps, BaseImageGenerator):
         """Keep the server's version from a ``/app/version`` answer; whether it is one
         (the sync and the async connection test)."""
         if not isinstance(data, dict) or not isinstance(data.get("version"), str):
-            log.warning("%s%s did not answer a version", self.base_url, VERSION_PATH)
+            log.warning("%s%s did not answer a version", self.shown_server, VERSION_PATH)
             return False
         self.server_version = data["version"]
         return True
