@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from degrees37_imagegen._aiohttp import AsyncClient
+from degrees37_imagegen._aiohttp import AsyncClient, async_transport
 
 BASES = [
     "http://127.0.0.1:8188",
@@ -156,3 +156,45 @@ def test_a_closed_client_refuses_to_send_as_httpx_does() -> None:
             await client.get("http://h/")
 
     asyncio.run(run())
+
+
+def test_the_transport_sends_only_the_cookies_httpx_holds() -> None:
+    """httpx keeps the cookies; aiohttp under it keeps none of its own, so a cookie httpx
+    has dropped is not sent again (a real socket, and a host name: aiohttp's jar takes no
+    cookie from an IP address)."""
+    seen: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            lines = head.decode().split("\r\n")
+            cookie = next(
+                (
+                    v
+                    for k, _, v in (line.partition(": ") for line in lines)
+                    if k.lower() == "cookie"
+                ),
+                "",
+            )
+            seen.append(cookie)
+            extra = (
+                "Set-Cookie: session=abc; Path=/\r\n" if lines[0].startswith("GET /login") else ""
+            )
+            writer.write(f"HTTP/1.1 200 OK\r\n{extra}Content-Length: 0\r\n\r\n".encode())
+            await writer.drain()
+
+    async def main() -> None:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport = async_transport(ssl_context=None)
+        async with (
+            server,
+            AsyncClient(base_url=f"http://localhost:{port}", transport=transport) as client,
+        ):
+            await client.get("/login")
+            await client.get("/kept")
+            client.cookies.clear()
+            await client.get("/dropped")
+        server.close()
+
+    asyncio.run(main())
+    assert seen == ["", "session=abc", ""]

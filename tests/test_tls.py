@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from degrees37_imagegen.tls import ssl_context
+from degrees37_imagegen.tls import ssl_context, ssl_context_for
 
 
 def test_one_context_per_setting_for_every_client() -> None:
@@ -26,3 +26,11 @@ def test_the_ca_file_of_the_environment_is_used_as_httpx_would(
         ssl_context(True)
     monkeypatch.delenv("SSL_CERT_FILE")
     assert ssl_context(True).verify_mode is ssl.CERT_REQUIRED
+
+
+def test_a_plain_http_client_reads_no_ca_bundle() -> None:
+    assert ssl_context_for("http://127.0.0.1:9090") is None
+    assert ssl_context_for("ws://h:8188/ws") is None
+    assert ssl_context_for("https://h") is ssl_context(True)
+    assert ssl_context_for("HTTPS://h", verify=False) is ssl_context(False)
+    assert ssl_context_for("wss://h/ws", verify=False) is ssl_context(False)

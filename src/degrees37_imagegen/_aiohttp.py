@@ -158,9 +158,10 @@ class _Cookies(httpx.Cookies):
 
 
 def async_transport(
-    *, ssl_context: ssl.SSLContext, max_connections: int = 32
+    *, ssl_context: ssl.SSLContext | None, max_connections: int = 32
 ) -> httpx.AsyncBaseTransport | None:
-    """An :class:`AiohttpTransport` when aiohttp is installed, else ``None`` (httpx's own)."""
+    """An :class:`AiohttpTransport` when aiohttp is installed, else ``None`` (httpx's own);
+    ``ssl_context`` ``None``: aiohttp's own, checking certificates (see ``tls.ssl_context_for``)."""
     try:
         import aiohttp  # noqa: F401
     except ImportError:
@@ -171,18 +172,24 @@ def async_transport(
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """Sends httpx requests with one ``aiohttp.ClientSession`` (made on first use)."""
 
-    def __init__(self, *, ssl_context: ssl.SSLContext, max_connections: int = 32) -> None:
+    def __init__(self, *, ssl_context: ssl.SSLContext | None, max_connections: int = 32) -> None:
         self._ssl = ssl_context
         self._limit = max_connections
         self._session: Any = None
+        self._timeouts: dict[tuple[float | None, float | None, float | None], Any] = {}
 
     def _client(self) -> Any:
         import aiohttp
 
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl),
+                connector=aiohttp.TCPConnector(
+                    limit=self._limit, ssl=True if self._ssl is None else self._ssl
+                ),
                 auto_decompress=False,  # httpx decodes, by the response's headers
+                # httpx keeps the cookies (it sends them in the request's headers): a second
+                # jar here would send cookies httpx's no longer holds.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
             )
         return self._session
@@ -192,12 +199,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         import aiohttp
 
         timeouts = request.extensions.get("timeout") or {}
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=timeouts.get("pool"),
-            sock_connect=timeouts.get("connect"),
-            sock_read=timeouts.get("read"),
-        )
+        key = (timeouts.get("pool"), timeouts.get("connect"), timeouts.get("read"))
+        timeout = self._timeouts.get(key)
+        if timeout is None:  # one per setting: a client's requests share a few
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=key[0], sock_connect=key[1], sock_read=key[2]
+            )
+            if len(self._timeouts) < _KEPT:
+                self._timeouts[key] = timeout
         body = await request.aread()
         headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _OWN]
         try:

@@ -11,7 +11,7 @@ import functools
 import os
 import ssl
 
-__all__ = ["ssl_context"]
+__all__ = ["ssl_context", "ssl_context_for"]
 
 
 def ssl_context(verify: bool = True) -> ssl.SSLContext:
@@ -25,6 +25,14 @@ def ssl_context(verify: bool = True) -> ssl.SSLContext:
     cafile = os.environ.get("SSL_CERT_FILE") or None
     capath = None if cafile else os.environ.get("SSL_CERT_DIR") or None
     return _context(True, cafile, capath)
+
+
+def ssl_context_for(url: str, verify: bool = True) -> ssl.SSLContext | None:
+    """The context a client of ``url`` needs: :func:`ssl_context` for ``https`` and ``wss``;
+    ``None`` for plain ``http`` and ``ws``, whose clients never read the CA bundle."""
+    if url.lower().startswith(("https:", "wss:")):
+        return ssl_context(verify)
+    return None
 
 
 @functools.lru_cache(maxsize=8)

@@ -33,7 +33,7 @@ from degrees37_imagegen.errors import GeneratorError, InvalidRequestError, Serve
 from degrees37_imagegen.job import TERMINAL, JobRef, JobStatus, JobUpdate
 from degrees37_imagegen.redaction import RedactingLogger
 from degrees37_imagegen.request import ImageRequest
-from degrees37_imagegen.tls import ssl_context
+from degrees37_imagegen.tls import ssl_context_for
 
 from ._api import PromptMaybeSubmitted
 from ._monitor import PromptTracker, decode, entry_from_messages, told_entry
@@ -105,12 +105,13 @@ class AsyncComfyUI:
         """The ``httpx.AsyncClient`` (made on first use)."""
         if self._client is None:
             gen = self.gen
-            context = ssl_context(bool(gen.config["verify_ssl"]))
+            verify = bool(gen.config["verify_ssl"])
+            context = ssl_context_for(gen.http_url, verify)  # none for plain http
             self._client = AsyncClient(
                 base_url=gen.http_url,
                 headers=gen._headers,
                 timeout=httpx.Timeout(gen.request_timeout, connect=gen.connect_timeout),
-                verify=context,
+                verify=context or verify,
                 follow_redirects=False,
                 transport=gen.transport or async_transport(ssl_context=context),
                 limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
@@ -239,7 +240,7 @@ class AsyncComfyUI:
         headers = dict(gen._headers)
         return await connect(
             url,
-            ssl=ssl_context(bool(gen.config["verify_ssl"])) if url.startswith("wss:") else None,
+            ssl=ssl_context_for(url, bool(gen.config["verify_ssl"])),
             additional_headers=headers or None,
             open_timeout=gen.connect_timeout,
             close_timeout=2,

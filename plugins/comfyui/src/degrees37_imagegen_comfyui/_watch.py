@@ -20,7 +20,7 @@ from degrees37_imagegen.clock import Clock
 from degrees37_imagegen.errors import GeneratorError
 from degrees37_imagegen.job import JobStatus, JobUpdate
 from degrees37_imagegen.redaction import RedactingLogger
-from degrees37_imagegen.tls import ssl_context
+from degrees37_imagegen.tls import ssl_context_for
 
 from ._api import ComfyUIAPI
 from ._monitor import PromptTracker, decode, told_entry
@@ -51,7 +51,7 @@ def open_socket(
     url = f"{ws_url}?clientId={client_id}"
     socket = connect(
         url,
-        ssl=ssl_context(verify_ssl) if url.startswith("wss:") else None,
+        ssl=ssl_context_for(url, verify_ssl),
         additional_headers=dict(headers) or None,
         open_timeout=connect_timeout,
         close_timeout=2,
