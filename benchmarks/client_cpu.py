@@ -8,8 +8,9 @@ divided by N. Each fake makes an image in ``--seconds`` (default 0.02 s).
 Two costs that are the machine's, not the client's, are kept out, as for an installed copy:
 the checkout's modules are compiled to bytecode first (``pip install`` does that; under
 ``PYTHONDONTWRITEBYTECODE`` every run would compile them again), and every run's images
-stay until the script ends (deleting thousands of files makes the next thousand file
-creations cost the kernel up to 1 ms each for minutes, on ext4).
+are kept, in a folder named on stderr at the end (deleting thousands of files makes the
+next thousand file creations cost the kernel up to 1 ms each for minutes, on ext4: the
+clean-up of one run, or of the last script, would be billed to the next run's client).
 
     python benchmarks/client_cpu.py [--jobs 200] [--servers 1] [--backends comfyui,invokeai,mock]
     python benchmarks/client_cpu.py --jobs 1000 --servers 4 --driver both   # issue 11's figures
@@ -36,6 +37,7 @@ thread count before and at its peak (the fake runs in another process).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import resource
@@ -101,11 +103,26 @@ def _config(backend: str, urls: list[str], work: Path) -> str:
     return json.dumps({"generators": {"bench": entry}})  # JSON is YAML
 
 
-#: Every run's folder (its 1,000 images) stays until the script ends. Deleting thousands of
-#: files makes the next thousand creations cost ~0.3-1 ms of kernel CPU each for a few
-#: minutes (ext4 skips recently deleted inodes one by one when it allocates a new one),
-#: which one run's clean-up would bill to the next run's client.
-_KEEP = tempfile.TemporaryDirectory(prefix="client_cpu-")
+#: Every run's folder (its 1,000 images) is kept, in one folder, after the script ends; it is
+#: named on stderr. Deleting thousands of files makes the next thousand creations cost
+#: ~0.3-1 ms of kernel CPU each for up to five minutes (ext4 skips recently deleted inodes
+#: one by one when it allocates a new one), which one run's clean-up would bill to the next
+#: run's client, in this script or the next one started.
+_KEEP: Path | None = None
+
+
+def _kept() -> Path:
+    global _KEEP
+    if _KEEP is None:
+        _KEEP = Path(tempfile.mkdtemp(prefix="client_cpu-"))
+        atexit.register(
+            lambda: print(
+                f"(the runs' images are kept in {_KEEP}: deleting them slows file creation "
+                "for minutes, so delete them when you are done measuring)",
+                file=sys.stderr,
+            )
+        )
+    return _KEEP
 
 
 def compile_sources(src: Path) -> None:
@@ -191,7 +208,7 @@ def measure(
         assert server.stdout is not None
         urls = json.loads(server.stdout.readline())
     try:
-        work = Path(tempfile.mkdtemp(dir=_KEEP.name))  # kept until the script ends: see _KEEP
+        work = Path(tempfile.mkdtemp(dir=_kept()))  # kept: see _KEEP
         (work / "generators.yaml").write_text(_config(backend, urls, work), encoding="utf-8")
         lines = [
             json.dumps({"prompt": f"scene {i}", "width": 64, "height": 64, "seed": i})
