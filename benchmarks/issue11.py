@@ -13,16 +13,17 @@ For ComfyUI and InvokeAI, against fake servers in a process of their own:
 
 Each figure is printed next to the goal and to the figure when the issue was filed::
 
-    python benchmarks/issue11.py                       # everything (~5 minutes)
+    python benchmarks/issue11.py                       # everything (~6 minutes)
     python benchmarks/issue11.py --repeat 3 --pool-jobs 640
     python benchmarks/issue11.py --only cpu            # cpu, pools or gather
 
 CPU figures are the least of ``--repeat`` runs (default 3; the machine's other load only
 ever adds CPU time), with their median. Start on a quiet machine, and not within five
 minutes of deleting thousands of files: ext4 then makes each new file (one per image)
-cost up to 1 ms of kernel CPU (see ``client_cpu.py``). The pool figures need a quiet
-machine too (they are wall-clock throughput, and the fakes of 16 servers need most of two
-cores). Exits 1 when a goal is missed.
+cost up to 1 ms of kernel CPU (see ``client_cpu.py``). The pool figures are the best of
+``--pool-repeat`` runs (default 2); they need a quiet machine too (they are wall-clock
+throughput, and the fakes of 16 servers need most of two cores). Exits 1 when a goal is
+missed.
 """
 
 from __future__ import annotations
@@ -95,8 +96,10 @@ def cpu_figures(repeat: int, jobs: int) -> list[Figure]:
     return figures
 
 
-def pool_figures(pool_jobs: int) -> list[Figure]:
-    """Pools of 4 servers at 0.2 s and 16 at 0.4 s against one server, for each backend."""
+def pool_figures(pool_jobs: int, repeat: int = 2) -> list[Figure]:
+    """Pools of 4 servers at 0.2 s and 16 at 0.4 s against one server, for each backend:
+    the best speedup of ``repeat`` pairs of runs (the machine's other load only ever slows
+    a run), with every run's images checked (their own job's, none twice, none failed)."""
     figures = []
     for backend_name in BACKENDS:
         with tempfile.TemporaryDirectory() as tmp:
@@ -113,18 +116,25 @@ def pool_figures(pool_jobs: int) -> list[Figure]:
                 (4, 0.2, 80, "1.8x at 0.02 s"),
                 (16, 0.4, pool_jobs, "15.4-15.8x"),
             ):
-                one = batch_throughput.run_batch(backend, seconds, 40, 1, work / f"one{pool}", 2)
-                many = batch_throughput.run_batch(
-                    backend, seconds, jobs, pool, work / f"pool{pool}", 2
-                )
-                speedup = many.throughput / one.throughput
+                speedups, wrong, failed = [], 0, 0
+                for n in range(repeat):
+                    one = batch_throughput.run_batch(
+                        backend, seconds, 40, 1, work / f"one{pool}-{n}", 2
+                    )
+                    many = batch_throughput.run_batch(
+                        backend, seconds, jobs, pool, work / f"pool{pool}-{n}", 2
+                    )
+                    speedups.append(many.throughput / one.throughput)
+                    wrong += one.not_own + many.not_own + one.twice + many.twice
+                    failed += one.failed + many.failed
+                speedup = max(speedups)
+                others = ", ".join(f"{x:.2f}" for x in sorted(speedups)[:-1])
                 target = batch_throughput.POOL_TARGETS[pool]
-                wrong = one.not_own + many.not_own + one.twice + many.twice
-                failed = one.failed + many.failed
                 figures.append(
                     Figure(
                         f"{backend_name}: {pool} servers at {seconds} s vs one ({jobs} jobs)",
-                        f"{speedup:.2f}x (not own/twice {wrong}, failed {failed})",
+                        f"{speedup:.2f}x{f' (also {others})' if others else ''} "
+                        f"(not own/twice {wrong}, failed {failed})",
                         f">= {target}x, 0 wrong",
                         then,
                         speedup >= target and wrong == 0 and failed == 0,
@@ -158,6 +168,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="CPU runs per backend (least)")
     parser.add_argument("--jobs", type=int, default=1000, help="jobs of the CPU runs")
     parser.add_argument("--pool-jobs", type=int, default=640, help="jobs of the 16-server run")
+    parser.add_argument("--pool-repeat", type=int, default=2, help="pool runs (best)")
     parser.add_argument("--gather", type=int, default=20, help="concurrent agenerate_image")
     parser.add_argument("--only", choices=("cpu", "pools", "gather"), help="one part only")
     args = parser.parse_args()
@@ -165,7 +176,7 @@ def main() -> int:
     if args.only in (None, "cpu"):
         figures += cpu_figures(args.repeat, args.jobs)
     if args.only in (None, "pools"):
-        figures += pool_figures(args.pool_jobs)
+        figures += pool_figures(args.pool_jobs, args.pool_repeat)
     if args.only in (None, "gather"):
         figures += gather_figures(args.gather)
     rows = [["measure", "now", "goal", "when filed", ""]]
