@@ -158,10 +158,9 @@ class _Cookies(httpx.Cookies):
 
 
 def async_transport(
-    *, ssl_context: ssl.SSLContext | None, max_connections: int = 32
+    *, ssl_context: ssl.SSLContext, max_connections: int = 32
 ) -> httpx.AsyncBaseTransport | None:
-    """An :class:`AiohttpTransport` when aiohttp is installed, else ``None`` (httpx's own);
-    ``ssl_context`` ``None``: aiohttp's own, checking certificates (see ``tls.ssl_context_for``)."""
+    """An :class:`AiohttpTransport` when aiohttp is installed, else ``None`` (httpx's own)."""
     try:
         import aiohttp  # noqa: F401
     except ImportError:
@@ -172,7 +171,7 @@ def async_transport(
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """Sends httpx requests with one ``aiohttp.ClientSession`` (made on first use)."""
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | None, max_connections: int = 32) -> None:
+    def __init__(self, *, ssl_context: ssl.SSLContext, max_connections: int = 32) -> None:
         self._ssl = ssl_context
         self._limit = max_connections
         self._session: Any = None
@@ -183,9 +182,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self._limit, ssl=True if self._ssl is None else self._ssl
-                ),
+                connector=aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl),
                 auto_decompress=False,  # httpx decodes, by the response's headers
                 # httpx keeps the cookies (it sends them in the request's headers): a second
                 # jar here would send cookies httpx's no longer holds.

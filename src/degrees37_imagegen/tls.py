@@ -11,7 +11,7 @@ import functools
 import os
 import ssl
 
-__all__ = ["ssl_context", "ssl_context_for"]
+__all__ = ["http_verify", "ssl_context", "ssl_context_for"]
 
 
 def ssl_context(verify: bool = True) -> ssl.SSLContext:
@@ -33,6 +33,29 @@ def ssl_context_for(url: str, verify: bool = True) -> ssl.SSLContext | None:
     if url.lower().startswith(("https:", "wss:")):
         return ssl_context(verify)
     return None
+
+
+def http_verify(url: str, verify: bool = True) -> ssl.SSLContext:
+    """What an HTTP client of ``url`` takes as its context (httpx's ``verify``): that of
+    :func:`ssl_context_for` for ``https``; for plain ``http``, one that loads no CA (the
+    bundle costs ~50 ms of CPU) and so trusts no TLS server: such a client never speaks
+    TLS, and if it were ever sent to an ``https`` URL it would fail, not connect unchecked.
+    With an ``https://`` proxy in the environment (httpx reaches it with this context) it is
+    :func:`ssl_context`'s.
+    """
+    context = ssl_context_for(url, verify)
+    if context is not None:
+        return context
+    from urllib.request import getproxies  # as httpx reads them (imported by httpx anyway)
+
+    if any(str(proxy).lower().startswith("https:") for proxy in getproxies().values()):
+        return ssl_context(verify)
+    return _trusting_none()
+
+
+@functools.lru_cache(maxsize=1)
+def _trusting_none() -> ssl.SSLContext:
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # checks certificates, knows no CA
 
 
 @functools.lru_cache(maxsize=8)

@@ -23,7 +23,7 @@ from degrees37_imagegen.errors import (
     Work,
 )
 from degrees37_imagegen.redaction import redact_url
-from degrees37_imagegen.tls import ssl_context
+from degrees37_imagegen.tls import http_verify
 
 from ._errors import BODY_LIMIT, ComfyUIServerError, ComfyUIValidationError, http_error
 from ._protocol import history_entry
@@ -132,7 +132,7 @@ class ComfyUIAPI:
                     base_url=self.base_url,
                     headers=self._headers,
                     timeout=httpx.Timeout(self._timeouts[0], connect=self._timeouts[1]),
-                    verify=ssl_context(self._verify),
+                    verify=http_verify(self.base_url, self._verify),
                     follow_redirects=False,
                     transport=self._transport,
                 )

@@ -33,7 +33,7 @@ from degrees37_imagegen.errors import GeneratorError, InvalidRequestError, Serve
 from degrees37_imagegen.job import TERMINAL, JobRef, JobStatus, JobUpdate
 from degrees37_imagegen.redaction import RedactingLogger
 from degrees37_imagegen.request import ImageRequest
-from degrees37_imagegen.tls import ssl_context_for
+from degrees37_imagegen.tls import http_verify, ssl_context_for
 
 from ._api import PromptMaybeSubmitted
 from ._monitor import PromptTracker, decode, entry_from_messages, told_entry
@@ -105,13 +105,13 @@ class AsyncComfyUI:
         """The ``httpx.AsyncClient`` (made on first use)."""
         if self._client is None:
             gen = self.gen
-            verify = bool(gen.config["verify_ssl"])
-            context = ssl_context_for(gen.http_url, verify)  # none for plain http
+            # No CA bundle read for plain http.
+            context = http_verify(gen.http_url, bool(gen.config["verify_ssl"]))
             self._client = AsyncClient(
                 base_url=gen.http_url,
                 headers=gen._headers,
                 timeout=httpx.Timeout(gen.request_timeout, connect=gen.connect_timeout),
-                verify=context or verify,
+                verify=context,
                 follow_redirects=False,
                 transport=gen.transport or async_transport(ssl_context=context),
                 limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from degrees37_imagegen._lazy import lazy_module
 from degrees37_imagegen.errors import GeneratorError
-from degrees37_imagegen.tls import ssl_context
+from degrees37_imagegen.tls import http_verify
 
 from ._http import check_response, json_body, transport_error
 
@@ -64,7 +64,7 @@ class InvokeAIAPI:
                     base_url=self.base_url,
                     timeout=self._timeout,
                     headers=headers,
-                    verify=ssl_context(True),
+                    verify=http_verify(self.base_url),  # no CA bundle read for plain http
                     transport=self._transport,
                     limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
                 )

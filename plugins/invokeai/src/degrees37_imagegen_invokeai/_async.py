@@ -33,7 +33,7 @@ from degrees37_imagegen.errors import (
 )
 from degrees37_imagegen.job import TERMINAL, JobRef, JobStatus, JobUpdate
 from degrees37_imagegen.request import ImageRequest
-from degrees37_imagegen.tls import ssl_context_for
+from degrees37_imagegen.tls import http_verify
 
 from ._api import QUEUE, VERSION_PATH
 from ._catalog import MODELS_READ
@@ -138,7 +138,7 @@ class AsyncInvokeAI:
         """The ``httpx.AsyncClient`` (made on first use)."""
         if self._client is None:
             token = self.gen.config["token"]
-            context = ssl_context_for(self.gen.base_url)  # none for plain http
+            context = http_verify(self.gen.base_url)  # no CA bundle read for plain http
             headers = {"Accept": "application/json"}
             if token:
                 headers["Authorization"] = f"Bearer {token}"
@@ -147,7 +147,7 @@ class AsyncInvokeAI:
                 timeout=float(self.gen.config["timeout"]),
                 headers=headers,
                 transport=self.gen.transport or async_transport(ssl_context=context),
-                verify=context or True,
+                verify=context,
                 limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             )
         return self._client
