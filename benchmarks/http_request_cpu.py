@@ -1,0 +1,123 @@
+"""The client's CPU per HTTP request on the async drivers' path, beside its floors.
+
+An aiohttp server in a process of its own answers ``GET /img`` with 300 bytes; one client
+sends N requests one after another and this prints its CPU (user + system) per request:
+
+- ``ours``: the async drivers' ``AsyncClient`` (httpx) over the aiohttp transport, the
+  body streamed as the plugins stream an image;
+- ``aiohttp``: aiohttp's ``ClientSession`` alone;
+- ``asyncio streams``: a bare HTTP/1.1 request over one kept connection (the floor).
+
+Each figure is the least of ``--repeat`` rounds, the three taking turns::
+
+    python benchmarks/http_request_cpu.py [--requests 1000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+SERVER = r"""
+import socket
+from aiohttp import web
+body = b"x" * 300
+async def image(request):
+    return web.Response(body=body, content_type="image/png")
+app = web.Application()
+app.router.add_get("/img", image)
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+print(sock.getsockname()[1], flush=True)
+web.run_app(app, sock=sock, print=None, access_log=None)
+"""
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _measure(send: Callable[[], Awaitable[None]], count: int) -> float:
+    for _ in range(50):  # connections made, code warm
+        await send()
+    before = _cpu()
+    for _ in range(count):
+        await send()
+    return (_cpu() - before) / count * 1e6
+
+
+async def _run(port: int, count: int, repeat: int) -> dict[str, list[float]]:
+    import aiohttp
+
+    from degrees37_imagegen._aiohttp import AsyncClient, async_transport
+    from degrees37_imagegen.tls import http_verify
+
+    url = f"http://127.0.0.1:{port}"
+    ours = AsyncClient(
+        base_url=url, transport=async_transport(ssl_context=http_verify(url)), timeout=10
+    )
+    session = aiohttp.ClientSession(url)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    raw = f"GET /img HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+
+    async def with_ours() -> None:
+        async with ours.stream("GET", "/img") as response:
+            async for _chunk in response.aiter_bytes():
+                pass
+
+    async def with_aiohttp() -> None:
+        async with session.get("/img") as response:
+            await response.read()
+
+    async def with_streams() -> None:
+        writer.write(raw)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+
+    figures: dict[str, list[float]] = {}
+    try:
+        for _ in range(repeat):
+            for name, send in (
+                ("ours (httpx over aiohttp)", with_ours),
+                ("aiohttp alone", with_aiohttp),
+                ("asyncio streams (floor)", with_streams),
+            ):
+                figures.setdefault(name, []).append(await _measure(send, count))
+    finally:
+        await ours.aclose()
+        await session.close()
+        writer.close()
+    return figures
+
+
+def main() -> None:
+    """Start the server, measure, print one line per client."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        figures = asyncio.run(_run(port, args.requests, args.repeat))
+    finally:
+        server.kill()
+        server.wait()
+    for name, values in figures.items():
+        rounds = ", ".join(f"{v:.0f}" for v in values)
+        print(f"{name:27} {min(values):5.0f} µs CPU per request (rounds: {rounds})")
+
+
+if __name__ == "__main__":
+    main()
