@@ -38,7 +38,7 @@ from .files import as_path, output_format
 from .job import ImageJob, JobRef, JobStatus, _safe_name, check_job_data
 from .progress import Progress, ProgressCallback
 from .request import ImageRequest
-from .tls import http_verify, ssl_context, ssl_context_for
+from .tls import ssl_context
 
 if TYPE_CHECKING:
     from .base import BaseImageGenerator, ImageInfo
@@ -52,9 +52,7 @@ __all__ = [
     "awrite_image",
     "chunks_in_thread",
     "is_native",
-    "http_verify",
     "ssl_context",
-    "ssl_context_for",
 ]
 
 T = TypeVar("T")

@@ -2,14 +2,20 @@
 
 Each ``httpx`` client made with ``verify=True`` builds a context of its own, reading the
 whole CA bundle (~50 ms of CPU); a pool of servers, each with a sync and an async client,
-paid that again and again. These are made once per setting and handed to every client.
+paid that again and again. These are made once per setting and handed to every client,
+and a client of a plain ``http://`` server gets one that reads no CA bundle at all.
+:mod:`ssl` is imported when a context is first made, not with this module (the plugins
+import it at start-up).
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import ssl
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["http_verify", "ssl_context", "ssl_context_for"]
 
@@ -55,11 +61,15 @@ def http_verify(url: str, verify: bool = True) -> ssl.SSLContext:
 
 @functools.lru_cache(maxsize=1)
 def _trusting_none() -> ssl.SSLContext:
+    import ssl
+
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # checks certificates, knows no CA
 
 
 @functools.lru_cache(maxsize=8)
 def _context(verify: bool, cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    import ssl
+
     if not verify:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False

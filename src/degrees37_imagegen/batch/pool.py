@@ -170,12 +170,10 @@ class GeneratorPool(BaseImageGenerator):
 
         def test(member: PoolMember) -> None:
             try:
-                ok = member.generator.test_connection()
-                error = None if ok else "not ready"
+                answer: bool | GeneratorError = member.generator.test_connection()
             except GeneratorError as exc:
-                ok, error = False, str(exc)
-            with self._lock:
-                member.alive, member.error = ok, error
+                answer = exc
+            self._tested(member, answer)
 
         # In parallel: a server that does not answer costs its timeout once, not once each.
         threads = [threading.Thread(target=test, args=(m,), daemon=True) for m in self.members]
@@ -192,15 +190,25 @@ class GeneratorPool(BaseImageGenerator):
 
         async def test(member: PoolMember) -> None:
             try:
-                ok = await member.generator.atest_connection()
-                error = None if ok else "not ready"
+                answer: bool | GeneratorError = await member.generator.atest_connection()
             except GeneratorError as exc:
-                ok, error = False, str(exc)
-            with self._lock:
-                member.alive, member.error = ok, error
+                answer = exc
+            self._tested(member, answer)
 
         await asyncio.gather(*(test(m) for m in self.members))
         return any(m.alive for m in self.members)
+
+    def _tested(self, member: PoolMember, answer: bool | GeneratorError) -> None:
+        """Put ``member`` (back) in rotation, or out of it with the reason, by its
+        connection test's ``answer`` (whether it answered, or the error it raised)."""
+        error: str | None
+        if isinstance(answer, GeneratorError):
+            ok, error = False, str(answer)
+        else:
+            ok = bool(answer)
+            error = None if ok else "not ready"
+        with self._lock:
+            member.alive, member.error = ok, error
 
     def validate_dimensions(self, width: int, height: int) -> tuple[int, int]:
         """What the members (all of one class and settings) make of ``width`` x ``height``."""

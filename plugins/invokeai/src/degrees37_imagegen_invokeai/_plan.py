@@ -292,7 +292,8 @@ def enqueue_content(plan: Plan, destination: str, graphs: MutableMapping[Hashabl
         graph = graphs[plan.graph_key] = json.dumps(plan.graph, **_JSON_OPTIONS)
     body = build_enqueue_body({}, plan.data, origin=ORIGIN, destination=destination)
     rest = json.dumps(body, **_JSON_OPTIONS)
-    assert rest.startswith(_GRAPH_AT + "{},")
+    if not rest.startswith(_GRAPH_AT + "{},"):  # a body laid out otherwise: encoded whole
+        return json.dumps(enqueue_body(plan, destination), **_JSON_OPTIONS).encode()
     return (_GRAPH_AT + graph + rest[len(_GRAPH_AT) + 2 :]).encode()
 
 
