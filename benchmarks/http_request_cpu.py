@@ -3,8 +3,9 @@
 An aiohttp server in a process of its own answers ``GET /img`` with 300 bytes; one client
 sends N requests one after another and this prints its CPU (user + system) per request:
 
-- ``ours``: the async drivers' ``AsyncClient`` (httpx) over the aiohttp transport, the
-  body streamed as the plugins stream an image;
+- ``ours``: the async drivers' ``AsyncClient`` (httpx) over their HTTP/1.1 transport
+  (``degrees37_imagegen._http11``), the body streamed as the plugins stream an image;
+- ``httpx``: ``httpx.AsyncClient`` over its own transport (httpcore), streamed the same way;
 - ``aiohttp``: aiohttp's ``ClientSession`` alone;
 - ``asyncio streams``: a bare HTTP/1.1 request over one kept connection (the floor).
 
@@ -57,20 +58,24 @@ async def _measure(send: Callable[[], Awaitable[None]], count: int) -> float:
 
 async def _run(port: int, count: int, repeat: int) -> dict[str, list[float]]:
     import aiohttp
+    import httpx
 
-    from degrees37_imagegen._aiohttp import AsyncClient, async_transport
-    from degrees37_imagegen.tls import http_verify
+    from degrees37_imagegen._async_http import AsyncClient, async_transport
 
     url = f"http://127.0.0.1:{port}"
-    ours = AsyncClient(
-        base_url=url, transport=async_transport(ssl_context=http_verify(url)), timeout=10
-    )
+    ours = AsyncClient(base_url=url, transport=async_transport(), timeout=10)
+    plain = httpx.AsyncClient(base_url=url, timeout=10)
     session = aiohttp.ClientSession(url)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     raw = f"GET /img HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
 
     async def with_ours() -> None:
         async with ours.stream("GET", "/img") as response:
+            async for _chunk in response.aiter_bytes():
+                pass
+
+    async def with_httpx() -> None:
+        async with plain.stream("GET", "/img") as response:
             async for _chunk in response.aiter_bytes():
                 pass
 
@@ -88,13 +93,15 @@ async def _run(port: int, count: int, repeat: int) -> dict[str, list[float]]:
     try:
         for _ in range(repeat):
             for name, send in (
-                ("ours (httpx over aiohttp)", with_ours),
+                ("ours (httpx, lean transport)", with_ours),
+                ("httpx alone (httpcore)", with_httpx),
                 ("aiohttp alone", with_aiohttp),
                 ("asyncio streams (floor)", with_streams),
             ):
                 figures.setdefault(name, []).append(await _measure(send, count))
     finally:
         await ours.aclose()
+        await plain.aclose()
         await session.close()
         writer.close()
     return figures
@@ -116,7 +123,7 @@ def main() -> None:
         server.wait()
     for name, values in figures.items():
         rounds = ", ".join(f"{v:.0f}" for v in values)
-        print(f"{name:27} {min(values):5.0f} µs CPU per request (rounds: {rounds})")
+        print(f"{name:29} {min(values):5.0f} µs CPU per request (rounds: {rounds})")
 
 
 if __name__ == "__main__":

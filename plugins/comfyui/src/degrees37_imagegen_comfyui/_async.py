@@ -27,7 +27,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from degrees37_imagegen._aiohttp import AsyncClient, async_transport
+from degrees37_imagegen._async_http import AsyncClient, async_transport
 from degrees37_imagegen.aio import aretrying, asleep, await_event
 from degrees37_imagegen.errors import GeneratorError, InvalidRequestError, ServerError
 from degrees37_imagegen.job import TERMINAL, JobRef, JobStatus, JobUpdate

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from degrees37_imagegen._aiohttp import AsyncClient, async_transport
+from degrees37_imagegen._async_http import AsyncClient, async_transport
 from degrees37_imagegen.aio import aretrying, asleep, await_event
 from degrees37_imagegen.errors import (
     GeneratorError,

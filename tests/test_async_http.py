@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from degrees37_imagegen._aiohttp import AsyncClient, async_transport
+from degrees37_imagegen._async_http import AsyncClient, async_transport
 
 BASES = [
     "http://127.0.0.1:8188",

@@ -1,32 +1,26 @@
-"""An ``httpx`` async transport over ``aiohttp``: the async drivers' HTTP, made cheaper.
+"""The async drivers' HTTP client: ``httpx.AsyncClient``, made cheaper per request.
 
-httpx's own async transport (httpcore over anyio) costs about 1.3 ms of CPU a request on a
-small machine, aiohttp about 0.3: at several requests an image, that is most of a fast
-client's work. The drivers keep talking httpx (its ``AsyncClient``, errors, and the
-``transport=`` seam tests inject), and only the bytes go through aiohttp when it is
-installed. aiohttp's failures become the httpx errors they are, so that "was the request
-sent?" is answered the same way (a connection refused or timed out is ``ConnectError`` /
-``ConnectTimeout``: never sent).
+The drivers talk httpx (its ``AsyncClient``, its errors, and the ``transport=`` seam tests
+inject). :class:`AsyncClient` trims what httpx does per request that a driver's requests
+never need, and :func:`async_transport` is the lean HTTP/1.1 transport under it
+(:mod:`degrees37_imagegen._http11`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-import ssl
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import httpx
 from httpx._client import ClientState
 
-__all__ = ["AiohttpTransport", "AsyncClient", "async_transport"]
+from ._http11 import Http11Transport
 
-_CHUNK = 1 << 16
-#: Headers aiohttp writes itself, from the URL and the body.
-_OWN = frozenset({"host", "content-length", "transfer-encoding"})
+if TYPE_CHECKING:
+    import ssl
 
+__all__ = ["AsyncClient", "async_transport"]
 
 #: A path that needs no escaping: merged with the base URL without parsing it on its own.
 _PLAIN_PATH = re.compile(r"/[A-Za-z0-9._~/-]*\Z")
@@ -158,112 +152,8 @@ class _Cookies(httpx.Cookies):
 
 
 def async_transport(
-    *, ssl_context: ssl.SSLContext, max_connections: int = 32
-) -> httpx.AsyncBaseTransport | None:
-    """An :class:`AiohttpTransport` when aiohttp is installed, else ``None`` (httpx's own)."""
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
-        return None
-    return AiohttpTransport(ssl_context=ssl_context, max_connections=max_connections)
-
-
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """Sends httpx requests with one ``aiohttp.ClientSession`` (made on first use)."""
-
-    def __init__(self, *, ssl_context: ssl.SSLContext, max_connections: int = 32) -> None:
-        self._ssl = ssl_context
-        self._limit = max_connections
-        self._session: Any = None
-        self._timeouts: dict[tuple[float | None, float | None, float | None], Any] = {}
-
-    def _client(self) -> Any:
-        import aiohttp
-
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl),
-                auto_decompress=False,  # httpx decodes, by the response's headers
-                # httpx keeps the cookies (it sends them in the request's headers): a second
-                # jar here would send cookies httpx's no longer holds.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
-            )
-        return self._session
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request``; the response's body streams (see :class:`_Body`)."""
-        import aiohttp
-
-        timeouts = request.extensions.get("timeout") or {}
-        key = (timeouts.get("pool"), timeouts.get("connect"), timeouts.get("read"))
-        timeout = self._timeouts.get(key)
-        if timeout is None:  # one per setting: a client's requests share a few
-            timeout = aiohttp.ClientTimeout(
-                total=None, connect=key[0], sock_connect=key[1], sock_read=key[2]
-            )
-            if len(self._timeouts) < _KEPT:
-                self._timeouts[key] = timeout
-        body = await request.aread()
-        headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _OWN]
-        try:
-            response = await self._client().request(
-                request.method,
-                str(request.url),
-                headers=headers,
-                data=body or None,
-                allow_redirects=False,
-                timeout=timeout,
-                compress=None,
-            )
-        except BaseException as exc:
-            raise _error(exc, request) from exc
-        return httpx.Response(
-            status_code=response.status,
-            headers=list(response.raw_headers),
-            stream=_Body(response, request),
-            extensions={"http_version": b"HTTP/1.1"},
-        )
-
-    async def aclose(self) -> None:
-        """Close the session and its connections."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
-
-
-class _Body(httpx.AsyncByteStream):
-    def __init__(self, response: Any, request: httpx.Request) -> None:
-        self._response = response
-        self._request = request
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_chunked(_CHUNK):
-                yield chunk
-        except BaseException as exc:
-            raise _error(exc, self._request) from exc
-
-    async def aclose(self) -> None:
-        self._response.release()
-
-
-def _error(exc: BaseException, request: httpx.Request) -> BaseException:
-    """The httpx error that an aiohttp failure is (others are raised as they are): only a
-    connection that could not be made means the request was never sent."""
-    import aiohttp
-
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return httpx.ConnectTimeout(text, request=request)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return httpx.ConnectError(text, request=request)
-    if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
-        return httpx.ReadTimeout(text, request=request)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return httpx.RemoteProtocolError(text, request=request)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return httpx.ReadError(text, request=request)
-    if isinstance(exc, (aiohttp.ClientError, OSError)):
-        return httpx.ReadError(text, request=request)
-    return exc
+    *, ssl_context: ssl.SSLContext | None = None, max_connections: int = 32
+) -> httpx.AsyncBaseTransport:
+    """The async drivers' transport: an :class:`~degrees37_imagegen._http11.Http11Transport`
+    (``ssl_context`` for ``https`` servers, at most ``max_connections`` open at once)."""
+    return Http11Transport(ssl_context=ssl_context, max_connections=max_connections)
