@@ -166,6 +166,28 @@ def test_a_body_without_a_length_ends_with_the_connection(response: bytes) -> No
     run(main)
 
 
+@pytest.mark.parametrize(
+    ("response", "headers"),
+    [
+        (ok(b"bye", b"Connection: close"), {}),
+        (b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", {}),
+        (ok(b"bye"), {"Connection": "close"}),  # the client asked
+    ],
+)
+def test_a_connection_either_side_closes_is_not_reused(
+    response: bytes, headers: dict[str, str]
+) -> None:
+    async def main() -> None:
+        # the server keeps the connection open: a client that used it again would wait
+        async with Server(answers(response)) as server, client(server) as http:
+            await http.get("/", headers=headers)
+            server.handler = answers(ok(b"new"))
+            assert (await http.get("/")).content == b"new"
+        assert server.connections == 2
+
+    run(main)
+
+
 def test_answers_without_a_body_and_informational_ones() -> None:
     async def main() -> None:
         responses = (

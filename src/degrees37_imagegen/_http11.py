@@ -196,7 +196,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         if scheme not in _DEFAULT_PORTS:
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}", request=request)
         origin = (scheme, url.host, url.port or _DEFAULT_PORTS[scheme])
-        message = _message(request, await request.aread())
+        message, close = _message(request, await request.aread())
         self._closed = False  # a closed transport opens connections again when used
         for attempt in (1, 2):
             connection, reused = await self._acquire(origin, request, timeouts)
@@ -233,7 +233,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
             except BaseException:
                 self._release(connection, reuse=False)
                 raise
-            body.keep = body.keep and version == b"1" and _keeps_alive(request, headers)
+            body.keep = body.keep and version == b"1" and not close
             return httpx.Response(
                 status_code=status,
                 headers=headers,
@@ -348,22 +348,40 @@ class _Malformed(Exception):
     """The server's answer is not HTTP/1.1."""
 
 
-def _message(request: httpx.Request, body: bytes) -> bytes:
-    """The request's bytes: its head (httpx has set ``Host`` and the body's length) and body."""
+def _message(request: httpx.Request, body: bytes) -> tuple[bytes, bool]:
+    """The request's bytes, its head (httpx has set ``Host`` and the body's length) and body;
+    and whether it asks for its connection to be closed after the answer."""
     lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
-    chunked = False
+    chunked = close = False
     for name, value in request.headers.raw:
-        if b"\r" in value or b"\n" in value or b"\0" in value or not _TOKEN.match(name):
+        if b"\r" in value or b"\n" in value or b"\0" in value or not _valid_name(name):
             raise httpx.LocalProtocolError(
                 f"invalid header {name.decode('latin-1')!r}", request=request
             )
         lines.append(b"%s: %s" % (name, value))
-        if name.lower() == b"transfer-encoding":
+        lowered = name.lower()
+        if lowered == b"transfer-encoding":
             chunked = value.strip().lower() == b"chunked"
+        elif lowered == b"connection":
+            close = b"close" in value.lower()
     head = b"\r\n".join(lines) + b"\r\n\r\n"
     if chunked:  # a stream of unknown length, read whole by now: one chunk, then the end
-        return head + (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n")
-    return head + body
+        body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
+    return head + body, close
+
+
+#: Header names already found valid (a client sends the same few again and again).
+_VALID_NAMES: set[bytes] = set()
+
+
+def _valid_name(name: bytes) -> bool:
+    if name in _VALID_NAMES:
+        return True
+    if not _TOKEN.match(name):
+        return False
+    if len(_VALID_NAMES) < 256:
+        _VALID_NAMES.add(name)
+    return True
 
 
 async def _read_head(
@@ -395,12 +413,6 @@ async def _read_head(
             return status, match.group(1), match.group(3) or b"", headers
 
 
-def _keeps_alive(request: httpx.Request, headers: list[tuple[bytes, bytes]]) -> bool:
-    if b"close" in request.headers.get("connection", "").encode().lower():
-        return False
-    return not any(n.lower() == b"connection" and b"close" in v.lower() for n, v in headers)
-
-
 def _said(exc: BaseException, default: str) -> str:
     cause = exc.args[0] if exc.args else None
     return str(cause) if cause else default
@@ -426,23 +438,23 @@ class _Body(httpx.AsyncByteStream):
         self.keep = True
         self._length: int | None = None
         self._chunked = False
-        if request.method == "HEAD" or status in _NO_BODY:
-            self._length = 0
-            return
+        encoding: bytes | None = None
         lengths: set[bytes] = set()
         for name, value in headers:
             lowered = name.lower()
             if lowered == b"transfer-encoding":
-                self._chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
-                if not self._chunked:
-                    raise httpx.RemoteProtocolError(
-                        "unsupported transfer-encoding", request=request
-                    )
+                encoding = value.lower().rsplit(b",", 1)[-1].strip()
             elif lowered == b"content-length":
                 lengths.update(v.strip() for v in value.split(b","))
-        if self._chunked:
-            return
-        if lengths:
+            elif lowered == b"connection" and b"close" in value.lower():
+                self.keep = False
+        if request.method == "HEAD" or status in _NO_BODY:
+            self._length = 0
+        elif encoding is not None:
+            if encoding != b"chunked":
+                raise httpx.RemoteProtocolError("unsupported transfer-encoding", request=request)
+            self._chunked = True
+        elif lengths:
             if len(lengths) != 1 or not next(iter(lengths)).isdigit():
                 raise httpx.RemoteProtocolError("invalid content-length", request=request)
             self._length = int(next(iter(lengths)))
