@@ -83,6 +83,21 @@ def answers(*responses: bytes, close: bool = False) -> Handler:
     return handler
 
 
+async def never_answers(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server
+) -> None:
+    """Reads a request, answers nothing, and keeps the connection until the client closes."""
+    await server.read_request(reader)
+    await reader.read()
+
+
+async def hangs_up(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server
+) -> None:
+    """Reads a request and closes the connection without a word."""
+    await server.read_request(reader)
+
+
 def ok(body: bytes = b"hello", *extra: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (
         len(body),
@@ -281,12 +296,7 @@ def test_a_kept_alive_connection_dropped_as_a_request_goes_out() -> None:
 
 def test_a_new_connection_closed_unanswered_is_not_sent_again() -> None:
     async def main() -> None:
-        async def silent(
-            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server
-        ) -> None:
-            await server.read_request(reader)
-
-        async with Server(silent) as server, client(server) as http:
+        async with Server(hangs_up) as server, client(server) as http:
             with pytest.raises(httpx.RemoteProtocolError):
                 await http.get("/")
         assert len(server.requests) == 1
@@ -359,13 +369,7 @@ def test_a_refused_connection_is_a_connect_error_never_sent() -> None:
 
 def test_timeouts_name_what_was_waited_for() -> None:
     async def main() -> None:
-        async def silent(
-            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server
-        ) -> None:
-            await server.read_request(reader)
-            await reader.read()
-
-        async with Server(silent) as server, client(server) as http:
+        async with Server(never_answers) as server, client(server) as http:
             with pytest.raises(httpx.ReadTimeout):
                 await http.get("/", timeout=httpx.Timeout(5, read=0))
             with pytest.raises(httpx.ConnectTimeout):
@@ -400,13 +404,7 @@ def test_the_pool_limit_holds_and_a_free_connection_is_handed_on() -> None:
 
 def test_a_canceled_request_drops_its_connection() -> None:
     async def main() -> None:
-        async def slow_then_fine(
-            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server
-        ) -> None:
-            await server.read_request(reader)
-            await reader.read()  # never answers; the client closes
-
-        async with Server(slow_then_fine) as server, client(server) as http:
+        async with Server(never_answers) as server, client(server) as http:
             task = asyncio.ensure_future(http.get("/"))
             while not server.requests:
                 await asyncio.sleep(0)

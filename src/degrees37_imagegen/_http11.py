@@ -469,12 +469,7 @@ class _Body(httpx.AsyncByteStream):
                 async for chunk in self._chunks(connection):
                     yield chunk
             elif self._length is not None:
-                remaining = self._length
-                while remaining:
-                    if not connection.buffer:
-                        await connection.more(self._timeout)
-                    chunk = connection.take(remaining)
-                    remaining -= len(chunk)
+                async for chunk in self._next_bytes(connection, self._length):
                     yield chunk
             else:
                 self.keep = False
@@ -515,16 +510,21 @@ class _Body(httpx.AsyncByteStream):
                 while await self._line(connection):  # trailers, up to an empty line
                     pass
                 return
-            while size:
-                if not connection.buffer:
-                    await connection.more(self._timeout)
-                chunk = connection.take(size)
-                size -= len(chunk)
+            async for chunk in self._next_bytes(connection, size):
                 yield chunk
             while len(connection.buffer) < 2:
                 await connection.more(self._timeout)
             if connection.take(2) != b"\r\n":
                 raise _Malformed("a chunk does not end with CRLF")
+
+    async def _next_bytes(self, connection: _Connection, size: int) -> AsyncIterator[bytes]:
+        """The next ``size`` bytes, as they arrive."""
+        while size:
+            if not connection.buffer:
+                await connection.more(self._timeout)
+            chunk = connection.take(size)
+            size -= len(chunk)
+            yield chunk
 
     async def _line(self, connection: _Connection) -> bytes:
         end = connection.buffer.find(b"\r\n")
