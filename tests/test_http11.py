@@ -430,13 +430,14 @@ def test_a_transport_serves_one_event_loop_after_another() -> None:
     run(main)  # the first loop's idle connection is dropped, not used
 
 
-def test_https_with_the_context_given(tmp_path: Path) -> None:
-    crypto = pytest.importorskip("cryptography")
-    del crypto
-    cert, key = _self_signed(tmp_path)
+#: A self-signed certificate for ``localhost`` (valid 2026-2125) and its key: test data only.
+CERTIFICATE = Path(__file__).parent / "data" / "localhost.pem"
+
+
+def test_https_with_the_context_given() -> None:
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(cert, key)
-    trusting = ssl.create_default_context(cafile=str(cert))
+    server_context.load_cert_chain(CERTIFICATE)
+    trusting = ssl.create_default_context(cafile=str(CERTIFICATE))
 
     async def main() -> None:
         async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -457,38 +458,3 @@ def test_https_with_the_context_given(tmp_path: Path) -> None:
                     await http.get(url)
 
     run(main)
-
-
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
