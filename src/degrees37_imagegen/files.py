@@ -10,6 +10,7 @@ import contextlib
 import os
 import re
 import secrets
+import stat
 import struct
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -164,14 +165,24 @@ def check_output(path: str | Path) -> str:
     costs no work on a server.
     """
     final = as_path(path)
-    if final.is_dir():
+    if _is_dir(final):
         raise OutputError(f"cannot write {final}: it is a folder", final)
     for parent in final.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise OutputError(f"cannot write {final}: {parent} is not a folder", final)
-            break
+        try:
+            mode = os.stat(parent).st_mode  # one look at each folder (a batch asks per image)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(mode):
+            raise OutputError(f"cannot write {final}: {parent} is not a folder", final)
+        break
     return output_format(final)
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def output_format(path: str | Path) -> str:
