@@ -159,9 +159,9 @@ def test_a_closed_client_refuses_to_send_as_httpx_does() -> None:
 
 
 def test_the_transport_sends_only_the_cookies_httpx_holds() -> None:
-    """httpx keeps the cookies; aiohttp under it keeps none of its own, so a cookie httpx
-    has dropped is not sent again (a real socket, and a host name: aiohttp's jar takes no
-    cookie from an IP address)."""
+    """httpx keeps the cookies; the transport under it keeps none of its own, so a cookie
+    httpx has dropped is not sent again (a real socket, and a host name, as a server is
+    named: a cookie jar may take no cookie from an IP address)."""
     seen: list[str] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
