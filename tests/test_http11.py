@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -110,12 +110,26 @@ def run(main: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
+#: Every transport a test made, checked after it (see :func:`_counts_hold`).
+TRANSPORTS: list[Http11Transport] = []
+
+
 def client(
     server: Server, transport: Http11Transport | None = None, **kwargs: object
 ) -> AsyncClient:
-    return AsyncClient(
-        base_url=server.url, transport=transport or Http11Transport(), timeout=5, **kwargs
-    )
+    transport = transport or Http11Transport()
+    TRANSPORTS.append(transport)
+    return AsyncClient(base_url=server.url, transport=transport, timeout=5, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _counts_hold() -> Iterator[None]:
+    """After each test, each transport counts as open just the connections it keeps idle:
+    none was lost by a failure, nor given back twice."""
+    TRANSPORTS.clear()
+    yield
+    for transport in TRANSPORTS:
+        assert transport._open == sum(len(kept) for kept in transport._idle.values())
 
 
 def test_a_kept_alive_connection_carries_the_next_requests() -> None:

@@ -64,6 +64,8 @@ class _Connection(asyncio.Protocol):
         self.closed = False  # the server ended it, or we did
         self.error: BaseException | None = None
         self.idle_since = 0.0
+        #: Counted among the transport's open connections (until it is forgotten, once).
+        self.counted = True
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._paused = False
@@ -332,8 +334,10 @@ class Http11Transport(httpx.AsyncBaseTransport):
             self._forget(connection)
 
     def _forget(self, connection: _Connection) -> None:
+        if connection.counted:
+            connection.counted = False
+            self._open -= 1
         connection.close()
-        self._open -= 1
         self._next()
 
     def _next(self) -> None:
