@@ -144,8 +144,55 @@ def test_one_image_is_uploaded_once_per_generator(fake, make_generator, tmp_path
     names = [n["image"]["image_name"] for n in _resizes(fake)]
     assert names[0] == names[1] == names[2] != names[3]
     assert len(uploads_of(fake)) == 2
-    make_generator(default_model="Juggernaut XL v9").submit("five", init_image=path)
-    assert len(uploads_of(fake)) == 3  # another generator keeps its own record
+
+
+def test_an_image_on_the_server_is_found_by_its_hash_not_sent_again(
+    fake, make_generator, tmp_path
+) -> None:
+    """A rerun (another generator, another process) finds the upload of the same content
+    by the hash in its metadata, and checks that hash before using it."""
+    fake.models = [model_record("Juggernaut XL v9")]
+    path = tmp_path / "ref.png"
+    path.write_bytes(png())
+    make_generator(default_model="Juggernaut XL v9").submit("one", init_image=path)
+    (upload,) = uploads_of(fake)
+    assert upload["metadata"] == {"degrees37_imagegen_input": load_image(path).sha256}
+    make_generator(default_model="Juggernaut XL v9").submit("two", init_image=path)
+    assert len(uploads_of(fake)) == 1
+    assert _resizes(fake)[1]["image"]["image_name"] == upload["image_name"]
+    make_generator(default_model="Juggernaut XL v9").submit("three", init_image=png((0, 0, 9)))
+    assert len(uploads_of(fake)) == 2  # other content: uploaded
+
+
+def test_an_upload_whose_answer_was_lost_is_found_not_sent_again(
+    fake, make_generator, tmp_path
+) -> None:
+    fake.models = [model_record("Juggernaut XL v9")]
+    fake.add_fault("upload", "lost")  # stored, the answer lost
+    generator = make_generator(default_model="Juggernaut XL v9")
+    generator.submit("one", init_image=png())
+    (upload,) = uploads_of(fake)
+    assert _resizes(fake)[0]["image"]["image_name"] == upload["image_name"]
+
+
+def test_a_search_that_finds_another_image_is_not_trusted(
+    fake, make_generator, tmp_path, monkeypatch
+) -> None:
+    """A server that ignored ``search_term`` would list any image first: the found image's
+    own metadata must name the content, or it is uploaded."""
+    from degrees37_imagegen_invokeai._fake import server, uploads
+
+    fake.models = [model_record("Juggernaut XL v9")]
+    make_generator(default_model="Juggernaut XL v9").submit("one", init_image=png((1, 2, 3)))
+
+    def ignoring_the_term(fake_: Any, request: httpx.Request) -> httpx.Response:
+        unsearched = httpx.Request("GET", request.url.copy_remove_param("search_term"))
+        return uploads.answer_image_search(fake_, unsearched)
+
+    monkeypatch.setattr(server, "answer_image_search", ignoring_the_term)
+    make_generator(default_model="Juggernaut XL v9").submit("two", init_image=png((9, 9, 9)))
+    _, second = uploads_of(fake)
+    assert _resizes(fake)[1]["image"]["image_name"] == second["image_name"]
 
 
 def _resizes(fake: Any) -> list[dict[str, Any]]:

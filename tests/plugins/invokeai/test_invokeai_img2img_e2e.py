@@ -93,6 +93,33 @@ def test_a_template_resizes_the_uploaded_image_once_uploaded(
     assert len(sent) == 1  # the same image, sent twice: uploaded once
 
 
+def test_a_rerun_finds_the_upload_on_the_server_by_its_hash(tmp_path: Path) -> None:
+    """Two generators (as two runs of a batch would be) and one input image: the second
+    finds the first's upload by the hash in its metadata, and the server holds it once."""
+    import secrets
+
+    import httpx
+
+    from degrees37_imagegen.images import load_image
+    from degrees37_imagegen_invokeai._upload import upload_image
+
+    source = pattern()
+    source.putpixel((0, 0), tuple(secrets.token_bytes(3)))  # content new to the server
+    image = load_image(source)
+    names = []
+    for _ in range(2):
+        with InvokeAIGenerator({"base_url": URL, "graph_template": RESIZE}) as gen:
+            names.append(upload_image(gen._api, image, gen.retrying, gen.name))
+            gen.submit("x", width=40, height=30, init_image=source).wait(timeout=60).save(
+                tmp_path / f"{len(names)}.png"
+            )
+    search = {"search_term": image.sha256, "is_intermediate": "true", "limit": "10"}
+    held = httpx.get(f"{URL}/api/v1/images/", params=search, timeout=10).json()
+    print(f"\n    the same input from two generators: {names}; on the server: {held['total']}")
+    assert names[0] == names[1]
+    assert held["total"] == 1
+
+
 def test_a_template_blurs_the_image_by_image_name(tmp_path: Path) -> None:
     source = pattern()
     with InvokeAIGenerator({"base_url": URL, "graph_template": BLUR}) as gen:

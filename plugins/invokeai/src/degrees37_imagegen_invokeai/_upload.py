@@ -4,11 +4,19 @@ Images go up as InvokeAI's web UI sends a canvas layer: ``image_category=general
 ``is_intermediate=true`` (they stay out of the gallery). An upload makes a new image on
 every call, so it is repeated only when it cannot have reached the server; the
 :class:`~degrees37_imagegen.images.UploadCache` of each generator makes sure that one
-content goes up once.
+content goes up once per process.
+
+Across processes (a rerun, another machine) and after an upload whose answer was lost,
+the server itself is asked: each upload carries its content's SHA-256 in its metadata
+(``{"degrees37_imagegen_input": sha256}``), and ``GET /api/v1/images/?search_term=``
+(which InvokeAI matches against the metadata) finds it. A found image is used only when
+its own metadata holds that hash, so a server that ignores the search cannot hand back
+another image.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,7 +34,7 @@ if TYPE_CHECKING:
 else:  # imported when a request is made (see degrees37_imagegen._lazy)
     httpx = lazy_module("httpx")
 
-__all__ = ["UPLOAD_PATH", "upload_image"]
+__all__ = ["METADATA_KEY", "UPLOAD_PATH", "find_upload", "upload_image"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,10 @@ T = TypeVar("T")
 #: The upload route.
 UPLOAD_PATH = "/api/v1/images/upload"
 _PARAMS = {"image_category": "general", "is_intermediate": "true"}
+#: The key of an upload's metadata that holds its content's SHA-256.
+METADATA_KEY = "degrees37_imagegen_input"
+#: The image list, searched by metadata.
+SEARCH_PATH = "/api/v1/images/"
 
 
 class _Sent(Exception):
@@ -51,7 +63,13 @@ def upload_image(
     retrying: Callable[..., Any],
     generator: str | None = None,
 ) -> str:
-    """Upload ``image``; return the ``image_name`` InvokeAI gave it."""
+    """The ``image_name`` of ``image`` on the server: an earlier upload of the same content
+    (:func:`find_upload`), or a new one."""
+    found = find_upload(api, image)
+    if found is not None:
+        log.info("%s is on InvokeAI already as %s", image.source, found)
+        return found
+    metadata = json.dumps({METADATA_KEY: image.sha256})
 
     def attempt() -> Any:
         try:
@@ -59,6 +77,7 @@ def upload_image(
                 UPLOAD_PATH,
                 params=_PARAMS,
                 files={"file": (image.filename, image.data, image.mime)},
+                data={"metadata": metadata},
             )
         except httpx.HTTPError as exc:
             error = transport_error(exc, "POST", api.base_url + UPLOAD_PATH, generator)
@@ -86,6 +105,10 @@ def upload_image(
     try:
         answer = retrying(attempt)
     except _Sent as sent:
+        if sent.error.work != "not_sent":  # it may be there: if so, it is the one to use
+            found = find_upload(api, image)
+            if found is not None:
+                return found
         raise sent.error from sent.error.__cause__
     name = answer.get("image_name") if isinstance(answer, dict) else None
     if not isinstance(name, str) or not name:
@@ -94,3 +117,30 @@ def upload_image(
         )
     log.info("uploaded %s to InvokeAI as %s", image.source, name)
     return name
+
+
+def find_upload(api: InvokeAIAPI, image: InputImage) -> str | None:
+    """The ``image_name`` of an upload of ``image``'s content on this server, or ``None``
+    (none found, or the server could not tell: uploading it is then the way)."""
+    params = {
+        "search_term": image.sha256,
+        "is_intermediate": "true",
+        "categories": _PARAMS["image_category"],
+        "limit": "1",
+    }
+    try:
+        found = api.client().get(SEARCH_PATH, params=params)
+        found.raise_for_status()
+        items = found.json().get("items")
+        name = items[0].get("image_name") if isinstance(items, list) and items else None
+        if not isinstance(name, str) or not name:
+            return None
+        held = api.client().get(f"/api/v1/images/i/{name}/metadata")
+        held.raise_for_status()
+        metadata = held.json()
+    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        log.debug("could not look %s up on InvokeAI: %s", image.source, exc)
+        return None
+    if isinstance(metadata, dict) and metadata.get(METADATA_KEY) == image.sha256:
+        return name
+    return None

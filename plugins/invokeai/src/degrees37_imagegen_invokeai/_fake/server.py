@@ -30,7 +30,7 @@ from .faults import DISCONNECTED, CutShort, FaultSwitches
 from .items import FakeItem, image_size, item_body, output_node
 from .schema import OpenAPISchema
 from .socketio import SocketIOEndpoint, invocation_event, recording, status_changed
-from .uploads import answer_upload
+from .uploads import answer_image_metadata, answer_image_search, answer_upload
 
 __all__ = ["BASE_URL", "QUEUE", "FakeInvokeAI"]
 
@@ -71,7 +71,8 @@ class FakeInvokeAI(FaultSwitches):
         self.script: list[str] = ["pending", "in_progress", "completed"]
         #: Faults scripted for the next requests of a kind (:meth:`add_fault`): "connect"
         #: (never sent), "lost" (handled, answer lost), "dropped" (connection dropped before
-        #: the server handled it), "truncated" (a download).
+        #: the server handled it), "truncated" (a download). Kinds: "board", "enqueue",
+        #: "poll", "download", "upload".
         self.scripted: dict[str, list[str]] = {}
         #: Bumped by a restart: the item running then never finishes.
         self.generation = 0
@@ -179,6 +180,12 @@ class FakeInvokeAI(FaultSwitches):
         )
         r.route(method="GET", path__regex=r"^/api/v1/images/i/(?P<name>[^/]+)/full$").mock(
             side_effect=self._image
+        )
+        r.route(method="GET", path__regex=r"^/api/v1/images/i/(?P<name>[^/]+)/metadata$").mock(
+            side_effect=lambda request, name: answer_image_metadata(self, request, name)
+        )
+        r.route(method="GET", path="/api/v1/images/").mock(
+            side_effect=lambda request: answer_image_search(self, request)
         )
         # InvokeAI answers every other GET with its web UI's page.
         r.route(method="GET").mock(side_effect=self._html)
