@@ -1,12 +1,14 @@
 """The client's CPU per HTTP request on the async drivers' path, beside its floors.
 
-An aiohttp server in a process of its own answers ``GET /img`` with 300 bytes; one client
-sends N requests one after another and this prints its CPU (user + system) per request:
+A small asyncio HTTP/1.1 server in a process of its own answers ``GET /img`` with 300 bytes
+(kept alive); one client sends N requests one after another and this prints its CPU (user +
+system) per request:
 
 - ``ours``: the async drivers' ``AsyncClient`` (httpx) over their HTTP/1.1 transport
   (``degrees37_imagegen._http11``), the body streamed as the plugins stream an image;
 - ``httpx``: ``httpx.AsyncClient`` over its own transport (httpcore), streamed the same way;
-- ``aiohttp``: aiohttp's ``ClientSession`` alone;
+- ``aiohttp``: aiohttp's ``ClientSession`` alone (when aiohttp is installed: it is no
+  longer a dependency of this project);
 - ``asyncio streams``: a bare HTTP/1.1 request over one kept connection (the floor).
 
 Each figure is the least of ``--repeat`` rounds, the three taking turns::
@@ -28,17 +30,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 SERVER = r"""
-import socket
-from aiohttp import web
-body = b"x" * 300
-async def image(request):
-    return web.Response(body=body, content_type="image/png")
-app = web.Application()
-app.router.add_get("/img", image)
-sock = socket.socket()
-sock.bind(("127.0.0.1", 0))
-print(sock.getsockname()[1], flush=True)
-web.run_app(app, sock=sock, print=None, access_log=None)
+import asyncio
+answer = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 300\r\n\r\n" + b"x" * 300
+async def serve(reader, writer):
+    try:
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(answer)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+asyncio.run(main())
 """
 
 
@@ -57,15 +62,19 @@ async def _measure(send: Callable[[], Awaitable[None]], count: int) -> float:
 
 
 async def _run(port: int, count: int, repeat: int) -> dict[str, list[float]]:
-    import aiohttp
     import httpx
+
+    try:
+        import aiohttp
+    except ImportError:
+        aiohttp = None
 
     from degrees37_imagegen._async_http import AsyncClient, async_transport
 
     url = f"http://127.0.0.1:{port}"
     ours = AsyncClient(base_url=url, transport=async_transport(), timeout=10)
     plain = httpx.AsyncClient(base_url=url, timeout=10)
-    session = aiohttp.ClientSession(url)
+    session = aiohttp.ClientSession(url) if aiohttp is not None else None
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     raw = f"GET /img HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
 
@@ -80,6 +89,7 @@ async def _run(port: int, count: int, repeat: int) -> dict[str, list[float]]:
                 pass
 
     async def with_aiohttp() -> None:
+        assert session is not None
         async with session.get("/img") as response:
             await response.read()
 
@@ -92,17 +102,21 @@ async def _run(port: int, count: int, repeat: int) -> dict[str, list[float]]:
     figures: dict[str, list[float]] = {}
     try:
         for _ in range(repeat):
-            for name, send in (
+            clients = [
                 ("ours (httpx, lean transport)", with_ours),
                 ("httpx alone (httpcore)", with_httpx),
                 ("aiohttp alone", with_aiohttp),
                 ("asyncio streams (floor)", with_streams),
-            ):
+            ]
+            for name, send in clients:
+                if send is with_aiohttp and session is None:
+                    continue  # aiohttp is not installed
                 figures.setdefault(name, []).append(await _measure(send, count))
     finally:
         await ours.aclose()
         await plain.aclose()
-        await session.close()
+        if session is not None:
+            await session.close()
         writer.close()
     return figures
 

@@ -274,28 +274,6 @@ def test_a_wait_without_news_keeps_the_status_the_events_gave(sdxl, make_generat
     assert sdxl.count("GET", f"{QUEUE}/i/1") == 0  # the events said it all
 
 
-def test_socket_messages_are_handled_in_order_as_they_are_read():
-    """python-engineio's async client starts a task per message (events could be seen out
-    of order, each costing a task); the driver's client hands each one over at once."""
-    from degrees37_imagegen_invokeai._sockets import AsyncSocketClient
-
-    seen: list[tuple[str, dict]] = []
-
-    async def on_event(name: str, data: dict) -> None:
-        seen.append((name, data))
-
-    async def main() -> None:
-        sio = AsyncSocketClient()
-        sio.on("*", on_event)
-        for step in range(3):  # socket.io EVENT packets, as engine.io hands them over
-            message = "2" + json.dumps(["invocation_progress", {"step": step}])
-            await sio.eio._trigger_event("message", message, run_async=True)
-            assert seen[-1] == ("invocation_progress", {"step": step})  # handled already
-
-    asyncio.run(main())
-    assert len(seen) == 3
-
-
 def test_waits_on_a_live_socket_are_ended_by_events_not_by_a_timer(live, tmp_path):
     """With the driver's events live, the core's short first waits (0 s, 10 ms, ...) would
     only come back with nothing: a job waited for on that loop waits up to a second, ended

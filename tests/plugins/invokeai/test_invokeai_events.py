@@ -501,7 +501,7 @@ def test_our_socket_clients_decode_events_with_the_standard_json_scanner() -> No
     import engineio.json
     import socketio.packet
 
-    from degrees37_imagegen_invokeai._sockets import PACKET, AsyncSocketClient, SocketClient
+    from degrees37_imagegen_invokeai._sockets import PACKET, SocketClient
 
     raw = '2["invocation_complete",{"item_id":12,"result":{"image":{"image_name":"a.png"}}}]'
     packet = PACKET(encoded_packet=raw)
@@ -510,57 +510,4 @@ def test_our_socket_clients_decode_events_with_the_standard_json_scanner() -> No
         {"item_id": 12, "result": {"image": {"image_name": "a.png"}}},
     ]
     assert SocketClient().packet_class is PACKET
-    assert AsyncSocketClient().packet_class is PACKET
     assert socketio.packet.Packet.json is engineio.json
-
-
-def test_events_reach_the_handlers_as_through_the_library() -> None:
-    """Our async client hands a catch-all's events over itself: the same calls as
-    python-socketio's own dispatch, for every kind of message it gets."""
-    import asyncio
-
-    import socketio
-
-    from degrees37_imagegen_invokeai._sockets import AsyncSocketClient
-
-    messages = [
-        '2["invocation_complete",{"item_id":12,"result":{"image":{"image_name":"a.png"}}}]',
-        '2["queue_item_status_changed",{"item_id":3,"status":"completed"}]',
-        '2["named",1,2]',  # has a handler of its own
-        '2["connect"]',  # a reserved name: never the catch-all's
-        '2["x\\\\u00e9",[1,{"n":null}]]',
-    ]
-
-    def calls(client: socketio.AsyncClient) -> list[tuple[object, ...]]:
-        seen: list[tuple[object, ...]] = []
-
-        async def catch_all(*args: object) -> None:
-            seen.append(("*", *args))
-
-        async def named(*args: object) -> None:
-            seen.append(("named", *args))
-
-        client.on("*", catch_all)
-        client.on("named", named)
-
-        async def feed() -> None:
-            for message in messages:
-                await client._handle_eio_message(message)
-
-        asyncio.run(feed())
-        return seen
-
-    made: list[str] = []
-    client = AsyncSocketClient()
-    packet_class = client.packet_class
-
-    class Counted(packet_class):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            made.append(str(kwargs.get("encoded_packet")))
-            super().__init__(*args, **kwargs)
-
-    client.packet_class = Counted
-    ours, theirs = calls(client), calls(socketio.AsyncClient())
-    assert ours == theirs
-    assert len(ours) == 4
-    assert made == [messages[2], messages[3]]  # only those went the library's way

@@ -37,7 +37,7 @@ from degrees37_imagegen.tls import http_verify
 
 from ._api import QUEUE, VERSION_PATH
 from ._catalog import MODELS_READ
-from ._events import _SIO_LOG, socket_address
+from ._events import socket_address
 from ._http import check_response, json_body, transport_error
 from ._messages import QUEUE_ID, completed_image, ended_status, event_update, read_event
 from ._plan import (
@@ -271,24 +271,18 @@ class AsyncInvokeAI:
             return True
 
     async def _connect(self) -> None:
-        from ._sockets import AsyncSocketClient  # python-socketio: imported only when used
+        from ._asocket import AsyncQueueSocket  # websockets: imported only when used
 
         gen = self.gen
         timeout = min(float(gen.config["timeout"]), 10.0)
         token = gen.config["token"]
         url, path = socket_address(gen.base_url)
-        sio = AsyncSocketClient(reconnection=False, logger=_SIO_LOG, engineio_logger=_SIO_LOG)
-        sio.on("disconnect", self._on_disconnect)
-        sio.on("*", self._on_event)
-        self._sio = sio
-        await sio.connect(
-            url,
-            headers={"Authorization": f"Bearer {token}"} if token else {},
-            transports=["websocket"],
-            socketio_path=path,
-            wait_timeout=timeout,
+        socket = AsyncQueueSocket(self._on_event, self._on_disconnect)
+        self._sio = socket
+        await socket.connect(
+            url, path, {"Authorization": f"Bearer {token}"} if token else {}, timeout
         )
-        await sio.call("subscribe_queue", {"queue_id": QUEUE_ID}, timeout=timeout)
+        await socket.call("subscribe_queue", {"queue_id": QUEUE_ID}, timeout=timeout)
         self._live = True
 
     async def _on_disconnect(self, *args: Any) -> None:
@@ -336,7 +330,7 @@ class AsyncInvokeAI:
         self._live = False
         if sio is not None:
             try:
-                await sio.disconnect()
+                await sio.close()
             except Exception:  # a broken socket may fail to close; it is gone either way
                 log.debug("closing the socket.io connection failed", exc_info=True)
 

@@ -1,5 +1,6 @@
-"""python-socketio's clients as this plugin uses them: events in the order the server sent
-them, each handled where it is read.
+"""python-socketio's client as the sync driver uses it: events in the order the server sent
+them, each handled where it is read (the async driver speaks socket.io itself: see
+:mod:`._asocket`).
 
 Imported only when a socket is opened (see :func:`._events.socket_client`, and the async
 driver's ``_connect``).
@@ -7,9 +8,7 @@ driver's ``_connect``).
 
 from __future__ import annotations
 
-import inspect
 import json
-import logging
 import sys
 import threading
 from typing import Any
@@ -18,7 +17,7 @@ import engineio
 import socketio
 from socketio.packet import Packet
 
-__all__ = ["AsyncSocketClient", "SocketClient"]
+__all__ = ["SocketClient"]
 
 #: How long closing waits for the socket's reader thread to end (seconds).
 _CLOSE_WAIT = 5.0
@@ -61,12 +60,12 @@ class _StdJSONPacket(Packet):  # type: ignore[misc]
     json = json
 
 
-#: The packets our clients read (``serializer=``).
+#: The packets our client reads (``serializer=``).
 PACKET: type[Packet] = _StdJSONPacket if hasattr(sys, "get_int_max_str_digits") else Packet
 
 
 class _OurPackets:
-    """Our clients read :data:`PACKET` unless told otherwise (``serializer=``)."""
+    """Our client reads :data:`PACKET` unless told otherwise (``serializer=``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", PACKET)
@@ -78,56 +77,3 @@ class SocketClient(_OurPackets, socketio.Client):  # type: ignore[misc]
 
     def _engineio_client_class(self) -> type[engineio.Client]:
         return _InOrderEngineIO
-
-
-class _InOrderAsyncEngineIO(engineio.AsyncClient):  # type: ignore[misc]
-    """python-engineio's async client, each message handled in its read loop.
-
-    It starts a task per message, so events could be seen out of order, and each one costs
-    the event loop a task; ours only files the event and returns (it never waits for the
-    socket), so it is awaited in the read loop, in the order the server sent them.
-    """
-
-    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
-        if event == "message":
-            kwargs["run_async"] = False
-        return await super()._trigger_event(event, *args, **kwargs)
-
-
-class AsyncSocketClient(_OurPackets, socketio.AsyncClient):  # type: ignore[misc]
-    """``socketio.AsyncClient`` whose events arrive in order (see
-    :class:`_InOrderAsyncEngineIO`), an event for a catch-all handler handed to it at once.
-    """
-
-    async def _handle_eio_message(self, data: Any) -> None:
-        """An event of the default namespace without an ack id (``2["name", ...]``: every
-        message InvokeAI sends once connected) goes straight to the namespace's catch-all
-        coroutine handler, as the library would call it (``handler(name, *args)``), without
-        a packet object and three more calls a message. Anything else, or when the library
-        would log the event, goes the library's way."""
-        if (
-            isinstance(data, str)
-            and data.startswith('2["')
-            and not self._binary_packet
-            and not self.logger.isEnabledFor(logging.INFO)
-        ):
-            handlers = self.handlers.get("/")
-            catch_all = handlers.get("*") if handlers else None
-            if catch_all is not None and inspect.iscoroutinefunction(catch_all):
-                try:
-                    event = PACKET.json.loads(data[1:])
-                except ValueError:
-                    event = None
-                if (
-                    isinstance(event, list)
-                    and event
-                    and isinstance(event[0], str)
-                    and event[0] not in handlers
-                    and event[0] not in self.reserved_events
-                ):
-                    await catch_all(*event)
-                    return
-        await super()._handle_eio_message(data)
-
-    def _engineio_client_class(self) -> type[engineio.AsyncClient]:
-        return _InOrderAsyncEngineIO
