@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,9 @@ async def run(
     return heard
 
 
-def test_it_subscribes_and_hands_on_the_events_in_order_answering_pings() -> None:
+def test_it_subscribes_and_hands_on_the_events_in_order_answering_pings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def script(ws: ServerConnection, heard: list[str]) -> None:
         await subscribed(ws, heard)
         for frame in [*EVENTS[:3], PING, *EVENTS[3:6]]:
@@ -90,8 +93,12 @@ def test_it_subscribes_and_hands_on_the_events_in_order_answering_pings() -> Non
         expected = [tuple(json.loads(frame[2:])) for frame in EVENTS[:6]]
         assert socket.events == expected  # type: ignore[attr-defined]
 
+    caplog.set_level(logging.DEBUG)
     heard = asyncio.run(run(script, client))
     assert heard == ["40", '420["subscribe_queue",{"queue_id":"default"}]', "3"]
+    client_log = "\n".join(r.getMessage() for r in caplog.records if r.name == "websockets.client")
+    assert "Authorization" in client_log  # the client logged its handshake...
+    assert "Bearer t" not in client_log  # ...without the token
 
 
 def test_a_refused_namespace_is_an_error() -> None:

@@ -75,6 +75,7 @@ class AsyncQueueSocket:
             open_timeout=timeout,
             close_timeout=2,
             ping_interval=None,  # Engine.IO pings at its own level
+            compression=None,  # small JSON frames: deflating them costs more than it saves
             max_size=_MAX_FRAME,
             max_queue=None,  # read everything: the server must never wait for us
             logger=RedactingLogger(logging.getLogger("websockets.client"), headers),
