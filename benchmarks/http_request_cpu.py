@@ -69,10 +69,11 @@ async def _run(port: int, count: int, repeat: int) -> dict[str, list[float]]:
     except ImportError:
         aiohttp = None
 
-    from degrees37_imagegen._async_http import AsyncClient, async_transport
+    from degrees37_imagegen._async_http import AsyncClient
+    from degrees37_imagegen._http11 import Http11Transport
 
     url = f"http://127.0.0.1:{port}"
-    ours = AsyncClient(base_url=url, transport=async_transport(), timeout=10)
+    ours = AsyncClient(base_url=url, transport=Http11Transport(), timeout=10)
     plain = httpx.AsyncClient(base_url=url, timeout=10)
     session = aiohttp.ClientSession(url) if aiohttp is not None else None
     reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -7,7 +7,8 @@ import asyncio
 import httpx
 import pytest
 
-from degrees37_imagegen._async_http import AsyncClient, async_transport
+from degrees37_imagegen._async_http import AsyncClient
+from degrees37_imagegen._http11 import Http11Transport
 
 BASES = [
     "http://127.0.0.1:8188",
@@ -185,7 +186,7 @@ def test_the_transport_sends_only_the_cookies_httpx_holds() -> None:
     async def main() -> None:
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        transport = async_transport(ssl_context=None)
+        transport = Http11Transport()
         async with (
             server,
             AsyncClient(base_url=f"http://localhost:{port}", transport=transport) as client,

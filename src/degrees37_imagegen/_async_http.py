@@ -2,25 +2,20 @@
 
 The drivers talk httpx (its ``AsyncClient``, its errors, and the ``transport=`` seam tests
 inject). :class:`AsyncClient` trims what httpx does per request that a driver's requests
-never need, and :func:`async_transport` is the lean HTTP/1.1 transport under it
-(:mod:`degrees37_imagegen._http11`).
+never need; the drivers give it the lean HTTP/1.1 transport of
+:mod:`degrees37_imagegen._http11`.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 from httpx._client import ClientState
 
-from ._http11 import Http11Transport
-
-if TYPE_CHECKING:
-    import ssl
-
-__all__ = ["AsyncClient", "async_transport"]
+__all__ = ["AsyncClient"]
 
 #: A path that needs no escaping: merged with the base URL without parsing it on its own.
 _PLAIN_PATH = re.compile(r"/[A-Za-z0-9._~/-]*\Z")
@@ -149,11 +144,3 @@ class _Cookies(httpx.Cookies):
         """Load the cookies the response sets, if it sets any."""
         if "set-cookie" in response.headers:
             super().extract_cookies(response)
-
-
-def async_transport(
-    *, ssl_context: ssl.SSLContext | None = None, max_connections: int = 32
-) -> httpx.AsyncBaseTransport:
-    """The async drivers' transport: an :class:`~degrees37_imagegen._http11.Http11Transport`
-    (``ssl_context`` for ``https`` servers, at most ``max_connections`` open at once)."""
-    return Http11Transport(ssl_context=ssl_context, max_connections=max_connections)

@@ -64,8 +64,6 @@ class _Connection(asyncio.Protocol):
         self.closed = False  # the server ended it, or we did
         self.error: BaseException | None = None
         self.idle_since = 0.0
-        #: Counted among the transport's open connections (until it is forgotten, once).
-        self.counted = True
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._paused = False
@@ -199,7 +197,6 @@ class Http11Transport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}", request=request)
         origin = (scheme, url.host, url.port or _DEFAULT_PORTS[scheme])
         message, close = _message(request, await request.aread())
-        self._closed = False  # a closed transport opens connections again when used
         for attempt in (1, 2):
             connection, reused = await self._acquire(origin, request, timeouts)
             try:
@@ -334,10 +331,8 @@ class Http11Transport(httpx.AsyncBaseTransport):
             self._forget(connection)
 
     def _forget(self, connection: _Connection) -> None:
-        if connection.counted:
-            connection.counted = False
-            self._open -= 1
         connection.close()
+        self._open -= 1
         self._next()
 
     def _next(self) -> None:

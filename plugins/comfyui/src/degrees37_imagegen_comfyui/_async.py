@@ -27,7 +27,8 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from degrees37_imagegen._async_http import AsyncClient, async_transport
+from degrees37_imagegen._async_http import AsyncClient
+from degrees37_imagegen._http11 import Http11Transport
 from degrees37_imagegen.aio import aretrying, asleep, await_event
 from degrees37_imagegen.errors import GeneratorError, InvalidRequestError, ServerError
 from degrees37_imagegen.job import TERMINAL, JobRef, JobStatus, JobUpdate
@@ -113,8 +114,7 @@ class AsyncComfyUI:
                 timeout=httpx.Timeout(gen.request_timeout, connect=gen.connect_timeout),
                 verify=context,
                 follow_redirects=False,
-                transport=gen.transport or async_transport(ssl_context=context),
-                limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+                transport=gen.transport or Http11Transport(ssl_context=context),
             )
         return self._client
 

@@ -130,7 +130,7 @@ class AsyncQueueSocket:
         """Hand each event on, answer pings, resolve acks; on any end, ``on_disconnect``."""
         loop = asyncio.get_running_loop()
         self._heard = loop.time()
-        watchdog = loop.call_later(self._silence, self._watch, ws)
+        self._watchdog = loop.call_later(self._silence, self._watch, ws)
         try:
             async for frame in ws:
                 self._heard = loop.time()
@@ -152,7 +152,6 @@ class AsyncQueueSocket:
         except (WebSocketException, OSError) as exc:
             log.info("InvokeAI's socket.io connection ended (%s)", type(exc).__name__)
         finally:
-            watchdog.cancel()
             if self._watchdog is not None:
                 self._watchdog.cancel()
         self._ws = None

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from degrees37_imagegen._async_http import AsyncClient, async_transport
+from degrees37_imagegen._async_http import AsyncClient
+from degrees37_imagegen._http11 import Http11Transport
 from degrees37_imagegen.aio import aretrying, asleep, await_event
 from degrees37_imagegen.errors import (
     GeneratorError,
@@ -63,6 +64,7 @@ from ._resolution import as_size, fit_png, fit_target
 from ._schedule import GONE_GRACE, PollState, reconnect_delay
 
 if TYPE_CHECKING:
+    from ._asocket import AsyncQueueSocket
     from .generator import InvokeAIGenerator
 
 __all__ = ["AsyncInvokeAI"]
@@ -125,7 +127,7 @@ class AsyncInvokeAI:
         self._lookups: Lookups | None = None
         #: The JSON of the built-in graphs enqueued (see ``_plan.enqueue_content``).
         self._graphs: dict[Hashable, str] = {}
-        self._sio: Any = None
+        self._socket: AsyncQueueSocket | None = None
         self._live = False
         self._opening = asyncio.Lock()
         self._failures = 0
@@ -146,9 +148,8 @@ class AsyncInvokeAI:
                 base_url=self.gen.base_url,
                 timeout=float(self.gen.config["timeout"]),
                 headers=headers,
-                transport=self.gen.transport or async_transport(ssl_context=context),
+                transport=self.gen.transport or Http11Transport(ssl_context=context),
                 verify=context,
-                limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             )
         return self._client
 
@@ -278,7 +279,7 @@ class AsyncInvokeAI:
         token = gen.config["token"]
         url, path = socket_address(gen.base_url)
         socket = AsyncQueueSocket(self._on_event, self._on_disconnect)
-        self._sio = socket
+        self._socket = socket
         await socket.connect(
             url, path, {"Authorization": f"Bearer {token}"} if token else {}, timeout
         )
@@ -326,11 +327,11 @@ class AsyncInvokeAI:
                     item.event.set()
 
     async def _drop_socket(self) -> None:
-        sio, self._sio = self._sio, None
+        socket, self._socket = self._socket, None
         self._live = False
-        if sio is not None:
+        if socket is not None:
             try:
-                await sio.close()
+                await socket.close()
             except Exception:  # a broken socket may fail to close; it is gone either way
                 log.debug("closing the socket.io connection failed", exc_info=True)
 

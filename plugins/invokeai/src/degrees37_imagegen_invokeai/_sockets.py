@@ -64,16 +64,13 @@ class _StdJSONPacket(Packet):  # type: ignore[misc]
 PACKET: type[Packet] = _StdJSONPacket if hasattr(sys, "get_int_max_str_digits") else Packet
 
 
-class _OurPackets:
-    """Our client reads :data:`PACKET` unless told otherwise (``serializer=``)."""
+class SocketClient(socketio.Client):  # type: ignore[misc]
+    """``socketio.Client`` whose events arrive in order (see :class:`_InOrderEngineIO`),
+    read as :data:`PACKET` unless told otherwise (``serializer=``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", PACKET)
         super().__init__(*args, **kwargs)
-
-
-class SocketClient(_OurPackets, socketio.Client):  # type: ignore[misc]
-    """``socketio.Client`` whose events arrive in order (see :class:`_InOrderEngineIO`)."""
 
     def _engineio_client_class(self) -> type[engineio.Client]:
         return _InOrderEngineIO

@@ -20,6 +20,7 @@ import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from degrees37_imagegen._lazy import lazy_module
 from degrees37_imagegen.errors import GeneratorError, GeneratorLimitError, InvalidRequestError
@@ -129,16 +130,14 @@ def find_upload(api: InvokeAIAPI, image: InputImage) -> str | None:
         "limit": "1",
     }
     try:
-        found = api.client().get(SEARCH_PATH, params=params)
-        found.raise_for_status()
-        items = found.json().get("items")
-        name = items[0].get("image_name") if isinstance(items, list) and items else None
+        found = api.call("GET", SEARCH_PATH, params=params)
+        items = found.get("items") if isinstance(found, dict) else None
+        first = items[0] if isinstance(items, list) and items else None
+        name = first.get("image_name") if isinstance(first, dict) else None
         if not isinstance(name, str) or not name:
             return None
-        held = api.client().get(f"/api/v1/images/i/{name}/metadata")
-        held.raise_for_status()
-        metadata = held.json()
-    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        metadata = api.call("GET", f"/api/v1/images/i/{quote(name, safe='')}/metadata")
+    except GeneratorError as exc:  # not found, not answered, or not JSON
         log.debug("could not look %s up on InvokeAI: %s", image.source, exc)
         return None
     if isinstance(metadata, dict) and metadata.get(METADATA_KEY) == image.sha256:
